@@ -1,0 +1,11 @@
+"""The Celery application: workers run balancing, imports, webhooks and scheduled checks."""
+
+import os
+
+from celery import Celery
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.local")
+
+app = Celery("tessera")
+app.config_from_object("django.conf:settings", namespace="CELERY")
+app.autodiscover_tasks()
