@@ -99,21 +99,34 @@ class Account(TimeStamped):
     segment = models.CharField(max_length=20, choices=Segment.choices, blank=True, db_index=True)
     employees = models.PositiveIntegerField(null=True, blank=True)
     revenue = models.DecimalField(
-        max_digits=16, decimal_places=2, default=0, validators=[MinValueValidator(0)],
+        max_digits=16,
+        decimal_places=2,
+        default=0,
+        validators=[MinValueValidator(0)],
         help_text="Annual revenue with us (customers) in the plan currency.",
     )
     potential = models.DecimalField(
-        max_digits=16, decimal_places=2, default=0, validators=[MinValueValidator(0)],
+        max_digits=16,
+        decimal_places=2,
+        default=0,
+        validators=[MinValueValidator(0)],
         help_text="Estimated annual revenue opportunity.",
     )
     workload_hours = models.DecimalField(
-        max_digits=9, decimal_places=2, default=0, validators=[MinValueValidator(0)],
+        max_digits=9,
+        decimal_places=2,
+        default=0,
+        validators=[MinValueValidator(0)],
         help_text="Yearly hours of selling effort this account needs.",
     )
     status = models.CharField(max_length=20, choices=AccountStatus.choices, default=AccountStatus.PROSPECT)
     lead_source = models.CharField(max_length=100, blank=True)
     parent = models.ForeignKey(
-        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="children",
+        "self",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="children",
         help_text="Corporate family: children follow the parent's territory unless overridden.",
     )
     attributes = models.JSONField(default=dict, blank=True, help_text="Custom CRM fields.")
@@ -142,7 +155,11 @@ class Rep(TimeStamped):
     name = models.CharField(max_length=255)
     email = models.EmailField(blank=True)
     user = models.OneToOneField(
-        User, null=True, blank=True, on_delete=models.SET_NULL, related_name="rep",
+        User,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="rep",
         help_text="The login of this rep, if they use Tessera.",
     )
     home_location = models.PointField(srid=4326, null=True, blank=True)

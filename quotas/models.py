@@ -18,7 +18,9 @@ class FiscalPeriod(TimeStamped):
     name = models.CharField(max_length=50, help_text="FY2026, FY2026-Q1, FY2026-M01")
     start = models.DateField()
     end = models.DateField()
-    parent = models.ForeignKey("self", null=True, blank=True, on_delete=models.CASCADE, related_name="children")
+    parent = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.CASCADE, related_name="children"
+    )
 
     class Meta:
         ordering = ["start", "kind"]
@@ -39,7 +41,10 @@ class QuotaPlan(TimeStamped):
     name = models.CharField(max_length=200)
     territory_plan = models.ForeignKey(Plan, on_delete=models.PROTECT, related_name="quota_plans")
     fiscal_year = models.ForeignKey(
-        FiscalPeriod, on_delete=models.PROTECT, related_name="quota_plans", limit_choices_to={"kind": PeriodKind.YEAR}
+        FiscalPeriod,
+        on_delete=models.PROTECT,
+        related_name="quota_plans",
+        limit_choices_to={"kind": PeriodKind.YEAR},
     )
     status = models.CharField(max_length=10, choices=QuotaPlanStatus.choices, default=QuotaPlanStatus.DRAFT)
 
@@ -56,7 +61,9 @@ class Quota(TimeStamped):
 
     quota_plan = models.ForeignKey(QuotaPlan, on_delete=models.CASCADE, related_name="quotas")
     period = models.ForeignKey(FiscalPeriod, on_delete=models.PROTECT, related_name="quotas")
-    territory = models.ForeignKey(Territory, null=True, blank=True, on_delete=models.CASCADE, related_name="quotas")
+    territory = models.ForeignKey(
+        Territory, null=True, blank=True, on_delete=models.CASCADE, related_name="quotas"
+    )
     rep = models.ForeignKey(Rep, null=True, blank=True, on_delete=models.CASCADE, related_name="quotas")
     component = models.CharField(max_length=10, choices=Component.choices)
     amount = models.DecimalField(max_digits=16, decimal_places=2)
@@ -88,7 +95,11 @@ class Booking(TimeStamped):
     booked_on = models.DateField(db_index=True)
     component = models.CharField(max_length=10, choices=Component.choices)
     rep = models.ForeignKey(
-        Rep, null=True, blank=True, on_delete=models.SET_NULL, related_name="bookings",
+        Rep,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="bookings",
         help_text="The seller the CRM recorded, if any.",
     )
 

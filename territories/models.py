@@ -20,7 +20,6 @@ from .choices import (
     JobStatus,
     MemberRole,
     PlanStatus,
-    RuleOperator,
     UnitLevel,
 )
 
@@ -41,7 +40,9 @@ class GeoUnit(TimeStamped):
     level = models.CharField(max_length=10, choices=UnitLevel.choices, db_index=True)
     code = models.CharField(max_length=20, help_text="FIPS code for states and counties, ZIP for ZIP areas.")
     name = models.CharField(max_length=255)
-    parent = models.ForeignKey("self", null=True, blank=True, on_delete=models.CASCADE, related_name="children")
+    parent = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.CASCADE, related_name="children"
+    )
     geom = models.MultiPolygonField(srid=4326)
     geom_simplified = models.MultiPolygonField(srid=4326)
     centroid = models.PointField(srid=4326)
@@ -51,7 +52,9 @@ class GeoUnit(TimeStamped):
 
     class Meta:
         ordering = ["level", "code"]
-        constraints = [models.UniqueConstraint(fields=["level", "code"], name="geounit_unique_code_per_level")]
+        constraints = [
+            models.UniqueConstraint(fields=["level", "code"], name="geounit_unique_code_per_level")
+        ]
 
     def __str__(self) -> str:
         return f"{self.get_level_display()} {self.code} {self.name}"
@@ -82,7 +85,9 @@ class Plan(TimeStamped):
         constraints = [
             ExclusionConstraint(
                 name="plan_one_active_per_date",
-                expressions=[(DateRange("effective_from", "effective_to", models.Value("[)")), RangeOperators.OVERLAPS)],
+                expressions=[
+                    (DateRange("effective_from", "effective_to", models.Value("[)")), RangeOperators.OVERLAPS)
+                ],
                 condition=Q(status=PlanStatus.ACTIVE),
             ),
             models.CheckConstraint(
@@ -109,12 +114,17 @@ class Territory(TimeStamped):
     parent = models.ForeignKey(
         "self", null=True, blank=True, on_delete=models.CASCADE, related_name="children"
     )
-    level_name = models.CharField(max_length=50, default="territory", help_text="region, district, territory, ...")
+    level_name = models.CharField(
+        max_length=50, default="territory", help_text="region, district, territory, ..."
+    )
     code = models.CharField(max_length=50)
     name = models.CharField(max_length=200)
     color = models.CharField(max_length=7, default="#888888", help_text="#rrggbb on the map.")
     manager = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
         related_name="managed_territories",
     )
     reps = models.ManyToManyField(Rep, through="TerritoryMembership", related_name="territories")
@@ -125,7 +135,9 @@ class Territory(TimeStamped):
         constraints = [
             models.UniqueConstraint(fields=["plan", "code"], name="territory_unique_code_per_plan"),
             models.CheckConstraint(condition=~Q(parent=models.F("id")), name="territory_not_own_parent"),
-            models.CheckConstraint(condition=Q(color__regex=r"^#[0-9A-Fa-f]{6}$"), name="territory_color_hex"),
+            models.CheckConstraint(
+                condition=Q(color__regex=r"^#[0-9A-Fa-f]{6}$"), name="territory_color_hex"
+            ),
         ]
 
     def __str__(self) -> str:
@@ -144,7 +156,9 @@ class TerritoryMembership(TimeStamped):
         ordering = ["territory_id", "role", "rep_id"]
         constraints = [
             models.UniqueConstraint(fields=["territory", "rep"], name="membership_unique_rep_per_territory"),
-            models.CheckConstraint(condition=Q(share__gt=0) & Q(share__lte=1), name="membership_share_0_to_1"),
+            models.CheckConstraint(
+                condition=Q(share__gt=0) & Q(share__lte=1), name="membership_share_0_to_1"
+            ),
         ]
 
     def __str__(self) -> str:
@@ -179,7 +193,9 @@ class RulePostalCode(models.Model):
 
     class Meta:
         ordering = ["rule_id", "postal_code"]
-        constraints = [models.UniqueConstraint(fields=["rule", "postal_code"], name="rule_postal_code_unique")]
+        constraints = [
+            models.UniqueConstraint(fields=["rule", "postal_code"], name="rule_postal_code_unique")
+        ]
         indexes = [models.Index(fields=["postal_code"], name="rule_postal_code_idx")]
 
     def __str__(self) -> str:
@@ -196,14 +212,17 @@ class AccountAssignment(TimeStamped):
     role = models.CharField(max_length=10, choices=AssignmentRole.choices, default=AssignmentRole.PRIMARY)
     source = models.CharField(max_length=10, choices=AssignmentSource.choices)
     locked = models.BooleanField(default=False)
-    rule = models.ForeignKey(AssignmentRule, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    rule = models.ForeignKey(
+        AssignmentRule, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     unit = models.ForeignKey(GeoUnit, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
 
     class Meta:
         ordering = ["plan_id", "account_id"]
         constraints = [
             models.UniqueConstraint(
-                fields=["plan", "account"], condition=Q(role=AssignmentRole.PRIMARY),
+                fields=["plan", "account"],
+                condition=Q(role=AssignmentRole.PRIMARY),
                 name="account_assignment_one_primary_per_plan",
             ),
             models.UniqueConstraint(
@@ -222,7 +241,9 @@ class UnitAssignment(TimeStamped):
     plan = models.ForeignKey(Plan, on_delete=models.CASCADE, related_name="unit_assignments")
     unit = models.ForeignKey(GeoUnit, on_delete=models.CASCADE, related_name="assignments")
     territory = models.ForeignKey(Territory, on_delete=models.CASCADE, related_name="unit_assignments")
-    source = models.CharField(max_length=10, choices=AssignmentSource.choices, default=AssignmentSource.MANUAL)
+    source = models.CharField(
+        max_length=10, choices=AssignmentSource.choices, default=AssignmentSource.MANUAL
+    )
     locked = models.BooleanField(default=False)
 
     class Meta:
@@ -239,7 +260,9 @@ class BalanceJob(TimeStamped):
     it produced. It never overwrites the input plan."""
 
     plan = models.ForeignKey(Plan, on_delete=models.CASCADE, related_name="balance_jobs")
-    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
     parameters = models.JSONField(default=dict)
     status = models.CharField(max_length=10, choices=JobStatus.choices, default=JobStatus.QUEUED)
     progress = models.PositiveSmallIntegerField(default=0)
@@ -256,7 +279,9 @@ class BalanceJob(TimeStamped):
 
     class Meta:
         ordering = ["-created"]
-        constraints = [models.CheckConstraint(condition=Q(progress__lte=100), name="balance_job_progress_max_100")]
+        constraints = [
+            models.CheckConstraint(condition=Q(progress__lte=100), name="balance_job_progress_max_100")
+        ]
 
     def __str__(self) -> str:
         return f"Balance {self.plan_id} ({self.status})"
@@ -268,17 +293,29 @@ class Change(models.Model):
     an undo is a new Change that `reverts` the earlier one."""
 
     plan = models.ForeignKey(Plan, on_delete=models.CASCADE, related_name="changes")
-    actor = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     at = models.DateTimeField(auto_now_add=True, db_index=True)
     kind = models.CharField(max_length=30, choices=ChangeKind.choices)
     batch = models.UUIDField(default=uuid.uuid4, db_index=True, help_text="Changes made by one action.")
-    account = models.ForeignKey(Account, null=True, blank=True, on_delete=models.SET_NULL, related_name="changes")
-    unit = models.ForeignKey(GeoUnit, null=True, blank=True, on_delete=models.SET_NULL, related_name="changes")
-    territory_from = models.ForeignKey(Territory, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
-    territory_to = models.ForeignKey(Territory, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    account = models.ForeignKey(
+        Account, null=True, blank=True, on_delete=models.SET_NULL, related_name="changes"
+    )
+    unit = models.ForeignKey(
+        GeoUnit, null=True, blank=True, on_delete=models.SET_NULL, related_name="changes"
+    )
+    territory_from = models.ForeignKey(
+        Territory, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    territory_to = models.ForeignKey(
+        Territory, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     plan_version = models.PositiveIntegerField(default=0, help_text="The plan version this change produced.")
     payload = models.JSONField(default=dict, blank=True, help_text="Codes, names and values at the time.")
-    reverts = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="reverted_by")
+    reverts = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="reverted_by"
+    )
 
     class Meta:
         ordering = ["at", "id"]

@@ -1,2 +1,142 @@
-def plan_summaries(*, user):
-    return []
+"""Reads of plans, territories and assignments, already scoped to what the user may see.
+
+Scope: admins, planners and integrations see everything; a manager sees the subtrees of the
+territories they manage in a plan; a rep sees the territories they are a member of; anyone else
+sees nothing. Views and viewsets never filter for permissions themselves."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from django.db import connection
+from django.db.models import Count, Q, QuerySet, Sum
+from django.utils import timezone
+
+from accounts.models import Account, Rep
+
+from .choices import AssignmentRole, PlanStatus
+from .models import AccountAssignment, Plan, Territory
+
+
+def _subtree_ids(root_ids: list[int]) -> list[int]:
+    if not root_ids:
+        return []
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""WITH RECURSIVE subtree(id) AS (
+                    SELECT id FROM {Territory._meta.db_table} WHERE id = ANY(%s)
+                    UNION
+                    SELECT t.id FROM {Territory._meta.db_table} t JOIN subtree s ON t.parent_id = s.id
+                ) SELECT id FROM subtree""",
+            [root_ids],
+        )
+        return [row[0] for row in cursor.fetchall()]
+
+
+def territory_subtree_ids(*, territory: Territory) -> list[int]:
+    """The territory and every descendant, at any depth."""
+    return _subtree_ids([territory.pk])
+
+
+def visible_territory_ids(*, user, plan: Plan) -> list[int] | None:
+    """Ids of the plan's territories the user may see; None means all of them."""
+    if not user.is_authenticated or not user.is_active:
+        return []
+    if user.sees_everything:
+        return None
+    roots = list(Territory.objects.filter(plan=plan, manager=user).values_list("pk", flat=True))
+    member_of = list(
+        Territory.objects.filter(plan=plan, memberships__rep__user=user).values_list("pk", flat=True)
+    )
+    return sorted(set(_subtree_ids(roots)) | set(member_of))
+
+
+def plan_active_on(*, date: dt.date | None = None) -> Plan | None:
+    """The plan in effect on `date` (today by default)."""
+    date = date or timezone.localdate()
+    return (
+        Plan.objects.filter(status__in=[PlanStatus.ACTIVE, PlanStatus.ARCHIVED], effective_from__lte=date)
+        .filter(Q(effective_to__isnull=True) | Q(effective_to__gt=date))
+        .exclude(published_at__isnull=True)
+        .order_by("-effective_from")
+        .first()
+    )
+
+
+def plan_list(*, user) -> QuerySet[Plan]:
+    """Plans the user may see. Managers and reps see non-draft plans in which they have a place."""
+    plans = Plan.objects.select_related("owner", "based_on")
+    if not user.is_authenticated or not user.is_active:
+        return plans.none()
+    if user.sees_everything:
+        return plans
+    in_scope = Territory.objects.filter(Q(manager=user) | Q(memberships__rep__user=user)).values("plan_id")
+    return plans.filter(pk__in=in_scope).exclude(status=PlanStatus.DRAFT)
+
+
+def territory_list(*, user, plan: Plan) -> QuerySet[Territory]:
+    territories = Territory.objects.filter(plan=plan).select_related("parent", "manager")
+    ids = visible_territory_ids(user=user, plan=plan)
+    return territories if ids is None else territories.filter(pk__in=ids)
+
+
+def account_list(*, user, plan: Plan | None = None) -> QuerySet[Account]:
+    """Accounts the user may see: all for planners; otherwise those owned (primary or overlay) by a
+    visible territory of `plan` (the plan in effect today when not given)."""
+    accounts = Account.objects.all()
+    if not user.is_authenticated or not user.is_active:
+        return accounts.none()
+    if user.sees_everything:
+        return accounts
+    plan = plan or plan_active_on()
+    if plan is None:
+        return accounts.none()
+    ids = visible_territory_ids(user=user, plan=plan)
+    owned = AccountAssignment.objects.filter(plan=plan, territory_id__in=ids).values("account_id")
+    return accounts.filter(pk__in=owned)
+
+
+def rep_list(*, user, plan: Plan | None = None) -> QuerySet[Rep]:
+    """Reps the user may see: all for planners; a manager the reps of their subtree and their own
+    reporting line; a rep themselves."""
+    reps = Rep.objects.select_related("manager", "user")
+    if not user.is_authenticated or not user.is_active:
+        return reps.none()
+    if user.sees_everything:
+        return reps
+    plan = plan or plan_active_on()
+    visible = Q(user=user)
+    if plan is not None:
+        ids = visible_territory_ids(user=user, plan=plan)
+        visible |= Q(memberships__territory_id__in=ids)
+    own_rep = Rep.objects.filter(user=user).first()
+    if own_rep is not None:
+        visible |= Q(manager=own_rep) | Q(manager__manager=own_rep) | Q(manager__manager__manager=own_rep)
+    return reps.filter(visible).distinct()
+
+
+def plan_summaries(*, user) -> list[dict]:
+    """Headline figures per visible plan for the home page: territories, assigned and unassigned
+    accounts, and the spread of potential across leaf territories."""
+    plans = list(plan_list(user=user).annotate(territory_count=Count("territories", distinct=True))[:50])
+    total_accounts = Account.objects.count()
+    summaries = []
+    for plan in plans:
+        assigned = AccountAssignment.objects.filter(plan=plan, role=AssignmentRole.PRIMARY)
+        per_territory = list(
+            assigned.values("territory_id")
+            .annotate(potential=Sum("account__potential"))
+            .values_list("potential", flat=True)
+        )
+        potentials = [float(p or 0) for p in per_territory]
+        mean = sum(potentials) / len(potentials) if potentials else 0
+        summaries.append(
+            {
+                "plan": plan,
+                "territories": plan.territory_count,
+                "assigned": assigned.count(),
+                "unassigned": total_accounts - assigned.count() if user.sees_everything else None,
+                "potential_spread": (max(potentials) - min(potentials)) / mean if mean else None,
+            }
+        )
+    return summaries
