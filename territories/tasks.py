@@ -1,0 +1,31 @@
+"""Celery tasks of the territories app: thin wrappers that take ids and call services."""
+
+from __future__ import annotations
+
+import logging
+
+from celery import shared_task
+
+from . import services
+from .models import Plan
+
+logger = logging.getLogger(__name__)
+
+
+@shared_task(name="territories.activate_due_plans")
+def activate_due_plans() -> list[int]:
+    """Archive active plans whose effective period has ended (scheduled by Celery beat)."""
+    archived = services.plans_activate_due()
+    if archived:
+        logger.info("Archived plans whose period ended: %s", archived)
+    return archived
+
+
+@shared_task(name="territories.materialize_plan")
+def materialize_plan(plan_id: int, actor_id: int | None = None) -> dict:
+    """Rebuild a plan's assignments from its rules and geography in the background."""
+    from django.contrib.auth import get_user_model
+
+    plan = Plan.objects.get(pk=plan_id)
+    actor = get_user_model().objects.filter(pk=actor_id).first() if actor_id else None
+    return services.plan_materialize(plan=plan, actor=actor).as_dict()
