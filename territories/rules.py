@@ -119,6 +119,7 @@ def parse_conditions(raw: Any) -> list[Condition]:
         op = item.get("op")
         if not isinstance(field, str) or not field:
             raise RuleConditionError(index, "field is missing")
+        allowed: tuple[str, ...]
         if field.startswith(ATTRIBUTE_PREFIX):
             key = field[len(ATTRIBUTE_PREFIX) :]
             if not key or not key.replace("_", "").replace("-", "").isalnum():
