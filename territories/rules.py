@@ -119,6 +119,8 @@ def parse_conditions(raw: Any) -> list[Condition]:
         op = item.get("op")
         if not isinstance(field, str) or not field:
             raise RuleConditionError(index, "field is missing")
+        if not isinstance(op, str):
+            raise RuleConditionError(index, "op is missing")
         allowed: tuple[str, ...]
         if field.startswith(ATTRIBUTE_PREFIX):
             key = field[len(ATTRIBUTE_PREFIX) :]
