@@ -100,6 +100,8 @@ SILENCED_SYSTEM_CHECKS = ["gis.W001"]
 # The project's own state/county outlines are the base layer; an external raster basemap
 # (e.g. an OSM tile server you are allowed to use) is optional and off by default.
 TESSERA_BASEMAP_URL = env_str("TESSERA_BASEMAP_URL", "")
+# Tile servers such as OpenStreetMap require their attribution to be shown with the tiles.
+TESSERA_BASEMAP_ATTRIBUTION = env_str("TESSERA_BASEMAP_ATTRIBUTION", "")
 
 REDIS_URL = env_url("REDIS_URL", "redis://127.0.0.1:6379/0", schemes=("redis", "rediss"))
 
