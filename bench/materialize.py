@@ -6,7 +6,7 @@ counties, 12 assignment rules, a postal-code list rule, 2% of accounts in corpor
 0.5% locked. Peers, measured in the same run:
 - "per-account resolver": the same resolver called once per account (resolve_account), on a
   sample and scaled up: what a naive loop would cost;
-- "bare spatial join": one INSERT ... SELECT of account → county territory with ST_Covers, the
+- "naive spatial join": one INSERT ... SELECT of account → county territory with ST_Covers, the
   floor for any geography-based materialization (no rules, no families, no locks).
 
     .venv/bin/python bench/materialize.py [--sizes 20000,100000] [--database tessera_bench]
@@ -216,7 +216,7 @@ def _print_table(rows: list[dict]) -> None:
     print()
     header = (
         f"{'accounts':>9} | {'materialize':>11} | {'re-run':>7} | {'per-account peer':>16} | {'ratio':>6} "
-        f"| {'bare join peer':>14} | {'ratio':>6} | sources"
+        f"| {'naive join peer':>14} | {'ratio':>6} | sources"
     )
     print(header)
     print("-" * len(header))
@@ -230,7 +230,7 @@ def _print_table(rows: list[dict]) -> None:
         )
     print()
     print("ratio (per-account) = how many times faster than resolving one account at a time;")
-    print("ratio (bare join) = how many times slower than the spatial join alone (the floor).")
+    print("ratio (naive join) = our time over one plain ST_Covers join to whole unit outlines.")
 
 
 if __name__ == "__main__":

@@ -300,3 +300,17 @@ def test_source_of_materialized_rows(geo):
     assert sources[accounts[0].pk] == AssignmentSource.GEOGRAPHY
     assert sources[accounts[1].pk] == AssignmentSource.PARENT
     assert sources[accounts[2].pk] == AssignmentSource.RULE
+
+
+def test_active_plan_records_first_owners_but_drafts_do_not(geo):
+    plan, t = geo
+    account = AccountFactory(location=at(0.5, 0.5))
+    draft_run = services.plan_materialize(plan=plan)
+    assert draft_run.moved == 0
+    AccountAssignment.objects.filter(plan=plan).delete()
+    type(plan).objects.filter(pk=plan.pk).update(status="active", effective_from="2026-01-01")
+    plan.refresh_from_db()
+    active_run = services.plan_materialize(plan=plan)
+    assert active_run.moved == 1
+    change = Change.objects.get(batch=active_run.batch, kind=ChangeKind.ACCOUNT_MOVED)
+    assert (change.account, change.territory_from, change.territory_to) == (account, None, t["T1"])
