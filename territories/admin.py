@@ -15,7 +15,8 @@ from django.contrib.gis.admin import GISModelAdmin
 from django.contrib.gis.db.models.functions import AsGeoJSON, NumPoints
 from django.contrib.gis.geos import GEOSGeometry
 from django.core.cache import cache
-from django.db.models import Count, Max, Sum
+from django.db import transaction
+from django.db.models import Count, F, Max, Sum
 from django.http import HttpResponse
 from django.urls import path, reverse
 from django.utils.cache import get_conditional_response, quote_etag
@@ -26,7 +27,7 @@ from tessera_common.widgets import OfflineMapWidget
 
 from . import geodata
 from . import rules as rule_conditions
-from .choices import UnitLevel
+from .choices import ChangeKind, PlanStatus, UnitLevel
 from .models import (
     AccountAssignment,
     AssignmentRule,
@@ -288,8 +289,72 @@ class TerritoryMembershipInline(admin.TabularInline):
     extra = 0
 
 
+class PlanContentAuditMixin:
+    """Edits of a plan's contents made in the admin follow the same rules as the services: an
+    archived plan is read-only, and every save or delete bumps the plan version (so open planner
+    sessions see a conflict rather than overwrite) and leaves a Change naming the admin user."""
+
+    change_kind = ChangeKind.TERRITORY_UPDATED
+
+    @staticmethod
+    def _plan_of(obj):
+        if isinstance(obj, RulePostalCode):
+            return obj.rule.plan
+        if hasattr(obj, "plan_id"):
+            return obj.plan
+        return obj.territory.plan if hasattr(obj, "territory_id") else None
+
+    def has_change_permission(self, request, obj=None):
+        plan = self._plan_of(obj) if obj is not None and obj.pk else None
+        if plan is not None and plan.status == PlanStatus.ARCHIVED:
+            return False
+        return super().has_change_permission(request, obj)
+
+    has_delete_permission = has_change_permission
+
+    def _audit(self, request, obj, action: str, fields=()):
+        plan = self._plan_of(obj)
+        if plan is None:
+            return
+        Plan.objects.filter(pk=plan.pk).update(version=F("version") + 1)
+        plan.refresh_from_db(fields=["version"])
+        Change.objects.create(
+            plan=plan,
+            actor=request.user,
+            kind=self.change_kind,
+            account_id=getattr(obj, "account_id", None),
+            unit_id=getattr(obj, "unit_id", None) if obj._meta.model_name == "unitassignment" else None,
+            territory_to_id=obj.pk if isinstance(obj, Territory) else getattr(obj, "territory_id", None),
+            plan_version=plan.version,
+            payload={
+                "via": "admin",
+                "action": action,
+                "model": obj._meta.model_name,
+                "object": str(obj),
+                "fields": sorted(fields),
+            },
+        )
+
+    def save_model(self, request, obj, form, change):
+        with transaction.atomic():
+            super().save_model(request, obj, form, change)
+            self._audit(request, obj, "changed" if change else "added", form.changed_data)
+
+    def delete_model(self, request, obj):
+        with transaction.atomic():
+            self._audit(request, obj, "deleted")
+            super().delete_model(request, obj)
+
+    def delete_queryset(self, request, queryset):
+        with transaction.atomic():
+            for obj in queryset:
+                self._audit(request, obj, "deleted")
+            super().delete_queryset(request, queryset)
+
+
 @admin.register(Territory)
-class TerritoryAdmin(admin.ModelAdmin):
+class TerritoryAdmin(PlanContentAuditMixin, admin.ModelAdmin):
+    change_kind = ChangeKind.TERRITORY_UPDATED
     list_display = ("code", "name", "plan", "level_name", "parent", "manager", "color_swatch")
     list_filter = ("plan", "level_name")
     search_fields = ("code", "name")
@@ -309,7 +374,8 @@ class TerritoryAdmin(admin.ModelAdmin):
 
 
 @admin.register(TerritoryMembership)
-class TerritoryMembershipAdmin(admin.ModelAdmin):
+class TerritoryMembershipAdmin(PlanContentAuditMixin, admin.ModelAdmin):
+    change_kind = ChangeKind.MEMBERSHIP_CHANGED
     list_display = ("rep", "territory", "role", "share")
     list_filter = ("role", "territory__plan")
     search_fields = ("rep__name", "rep__external_id", "territory__code", "territory__name")
@@ -343,11 +409,12 @@ class AssignmentRuleForm(forms.ModelForm):
 
 
 @admin.register(AssignmentRule)
-class AssignmentRuleAdmin(admin.ModelAdmin):
+class AssignmentRuleAdmin(PlanContentAuditMixin, admin.ModelAdmin):
     """A rule's postal-code list runs to thousands of rows: shown as a count linking to the rows,
     never as an inline."""
 
     form = AssignmentRuleForm
+    change_kind = ChangeKind.RULE_CHANGED
     list_display = ("name", "plan", "territory", "priority", "active", "postal_code_count")
     list_filter = ("active", "plan")
     search_fields = ("name", "territory__code", "territory__name")
@@ -369,7 +436,8 @@ class AssignmentRuleAdmin(admin.ModelAdmin):
 
 
 @admin.register(RulePostalCode)
-class RulePostalCodeAdmin(admin.ModelAdmin):
+class RulePostalCodeAdmin(PlanContentAuditMixin, admin.ModelAdmin):
+    change_kind = ChangeKind.RULE_CHANGED
     list_display = ("postal_code", "rule")
     search_fields = ("postal_code", "rule__name")
     list_select_related = ("rule",)
@@ -378,7 +446,8 @@ class RulePostalCodeAdmin(admin.ModelAdmin):
 
 
 @admin.register(AccountAssignment)
-class AccountAssignmentAdmin(admin.ModelAdmin):
+class AccountAssignmentAdmin(PlanContentAuditMixin, admin.ModelAdmin):
+    change_kind = ChangeKind.ACCOUNT_MOVED
     list_display = ("account", "plan", "territory", "role", "source", "locked", "updated")
     list_filter = ("plan", "source", "role", "locked")
     search_fields = ("account__name", "account__external_id", "territory__code")
@@ -390,7 +459,8 @@ class AccountAssignmentAdmin(admin.ModelAdmin):
 
 
 @admin.register(UnitAssignment)
-class UnitAssignmentAdmin(admin.ModelAdmin):
+class UnitAssignmentAdmin(PlanContentAuditMixin, admin.ModelAdmin):
+    change_kind = ChangeKind.UNIT_MOVED
     list_display = ("unit", "plan", "territory", "source", "locked", "updated")
     list_filter = ("plan", "source", "locked", "unit__level")
     search_fields = ("unit__code", "unit__name", "territory__code")
