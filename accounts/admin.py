@@ -16,9 +16,9 @@ from tessera_common.widgets import OfflineMapWidget
 
 from .choices import TokenScope
 from .models import Account, ApiToken, PostalCode, Rep, User
+from .services import api_token_create
 
 # How many leading characters of a key are kept in clear, to recognise it in lists and logs.
-TOKEN_PREFIX_LENGTH = 12
 
 
 @admin.register(User)
@@ -64,13 +64,20 @@ class ApiTokenAdmin(admin.ModelAdmin):
         return ", ".join(obj.scopes) or "—"
 
     def save_model(self, request, obj, form, change):
-        if not change:
-            key = ApiToken.new_key()
-            obj.prefix = key[:TOKEN_PREFIX_LENGTH]
-            obj.key_hash = ApiToken.hash_key(key)
-            # Kept on the request only, for response_add to show once; never stored in clear.
-            request._tessera_new_token_key = key
-        super().save_model(request, obj, form, change)
+        if change:
+            super().save_model(request, obj, form, change)
+            return
+        token, key = api_token_create(user=obj.user, name=obj.name, scopes=obj.scopes)
+        obj.pk, obj.prefix, obj.key_hash, obj.created, obj.updated = (
+            token.pk,
+            token.prefix,
+            token.key_hash,
+            token.created,
+            token.updated,
+        )
+        obj._state.adding = False
+        # Kept on the request only, for response_add to show once; never stored in clear.
+        request._tessera_new_token_key = key
 
     def response_add(self, request, obj, post_url_continue=None):
         key = getattr(request, "_tessera_new_token_key", None)

@@ -35,9 +35,11 @@ from django.db import connection, models, transaction
 from django.db.models import BooleanField, F, FloatField, Func, Value
 from django.utils import timezone
 
-from .choices import AccountStatus, GeocodeQuality, Segment
+from tessera_common.errors import ApplicationError
+
+from .choices import AccountStatus, GeocodeQuality, Segment, TokenScope
 from .geocoding import normalize_postal_code, postal_code_centroids
-from .models import Account, Rep
+from .models import Account, ApiToken, Rep
 
 logger = logging.getLogger(__name__)
 
@@ -1040,3 +1042,41 @@ def _axis(name: str, index: int) -> Callable[[dict], Any]:
 
 def _json(name: str) -> Callable[[dict], Any]:
     return lambda record: None if record[name] is None else json.dumps(record[name], cls=DjangoJSONEncoder)
+
+
+# --- API tokens --------------------------------------------------------------------------------
+
+TOKEN_KEY_PREFIX_LENGTH = 12
+
+
+@transaction.atomic
+def api_token_create(*, user, name: str, scopes: Iterable[str]) -> tuple[ApiToken, str]:
+    """A new token for `user`; returns it with its key, which is shown once and stored only hashed."""
+    chosen = sorted(set(scopes))
+    unknown = [s for s in chosen if s not in TokenScope.values]
+    if unknown:
+        raise ApplicationError(
+            f"Unknown token scope(s): {', '.join(unknown)}; use {', '.join(TokenScope.values)}.",
+            {"scopes": [f"unknown: {', '.join(unknown)}"]},
+        )
+    if not chosen:
+        raise ApplicationError("A token needs at least one scope.", {"scopes": ["This field is required."]})
+    if not name or not name.strip():
+        raise ApplicationError("A token needs a name.", {"name": ["This field is required."]})
+    key = ApiToken.new_key()
+    token = ApiToken.objects.create(
+        user=user,
+        name=name.strip(),
+        prefix=key[:TOKEN_KEY_PREFIX_LENGTH],
+        key_hash=ApiToken.hash_key(key),
+        scopes=chosen,
+    )
+    return token, key
+
+
+@transaction.atomic
+def api_token_revoke(*, token: ApiToken) -> ApiToken:
+    """Revoke a token at once; its key stops working on the next request."""
+    token.revoked = True
+    token.save(update_fields=["revoked", "updated"])
+    return token
