@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
+from django.db.models import FloatField, Func
+
 from .models import PostalCode
 
 _ZIP = re.compile(r"^\s*(\d{3,5})(?:[-\s]?\d{4})?\s*$")
@@ -27,7 +29,10 @@ def postal_code_centroids(codes: Iterable[str]) -> dict[str, tuple[float, float]
     wanted = {c for c in codes if c}
     if not wanted:
         return {}
-    return {
-        code: (point.x, point.y)
-        for code, point in PostalCode.objects.filter(code__in=wanted).values_list("code", "location")
-    }
+    # Plain numbers from PostGIS: building a GEOS point per ZIP costs seconds at tens of thousands.
+    rows = PostalCode.objects.filter(code__in=wanted).values_list(
+        "code",
+        Func("location", function="ST_X", output_field=FloatField()),
+        Func("location", function="ST_Y", output_field=FloatField()),
+    )
+    return {code: (x, y) for code, x, y in rows}
