@@ -24,7 +24,7 @@ FALLBACK_PG_PORT="${TESSERA_FALLBACK_PG_PORT:-55432}"
 FALLBACK_REDIS_PORT="${TESSERA_FALLBACK_REDIS_PORT:-56379}"
 
 # The pure cores that mypy checks; missing ones are skipped.
-MYPY_PATHS=(territories/optimizer territories/geodata.py quotas/allocation.py analytics/metrics.py)
+MYPY_PATHS=(territories/optimizer territories/geodata.py territories/rules.py quotas/allocation.py analytics/metrics.py)
 
 # --------------------------------------------------------------------------------------------
 # Output, errors and clean-up
