@@ -640,8 +640,10 @@ cmd_run() {
     else
         step "manage.py load_demo"
         # It prints the demo logins; keep a copy to show again once the server is up.
-        manage load_demo | tee "$LOCAL/demo-logins.txt" ||
-            die "manage.py load_demo failed (exit ${PIPESTATUS[0]}); see its output above."
+        mkdir -p "$LOCAL"
+        local rc=0
+        manage load_demo | tee "$LOCAL/demo-logins.txt" || rc=$?
+        ((rc == 0)) || die "manage.py load_demo failed (exit $rc); see its output above."
         demo=1
     fi
 
