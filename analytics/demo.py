@@ -300,6 +300,11 @@ def _unit_vectors(lonlat: np.ndarray) -> np.ndarray:
     return np.column_stack([np.cos(lat) * np.cos(lon), np.cos(lat) * np.sin(lon), np.sin(lat)])
 
 
+# GeoNames lists New York City and also its five boroughs as populated places; counting both would
+# put New York in the sample twice, so the boroughs give way to the city.
+NEW_YORK_BOROUGHS = frozenset({"Brooklyn", "Manhattan", "Queens", "Staten Island", "The Bronx"})
+
+
 def load_cities(path: Path, geo: Geography) -> Cities:
     """Read name,state,lat,lon,population; keep places in the states with people, in a fixed order."""
     if not Path(path).exists():
@@ -314,6 +319,8 @@ def load_cities(path: Path, geo: Geography) -> Cities:
             try:
                 pop, lat, lon = int(float(row["population"])), float(row["lat"]), float(row["lon"])
             except (KeyError, TypeError, ValueError):
+                continue
+            if state == "NY" and row["name"].strip() in NEW_YORK_BOROUGHS:
                 continue
             if state in STATE_ABBRS and pop > 0:
                 rows.append((row["name"].strip(), state, lon, lat, pop))

@@ -118,7 +118,8 @@ def rep_list(*, user, plan: Plan | None = None) -> QuerySet[Rep]:
 def plan_summaries(*, user) -> list[dict]:
     """Headline figures per visible plan for the home page: territories, assigned and unassigned
     accounts, and the spread of potential across leaf territories."""
-    plans = list(plan_list(user=user).annotate(territory_count=Count("territories", distinct=True))[:50])
+    leaves = Count("territories", filter=Q(territories__children__isnull=True), distinct=True)
+    plans = list(plan_list(user=user).annotate(territory_count=leaves)[:50])
     total_accounts = Account.objects.count()
     summaries = []
     for plan in plans:

@@ -26,7 +26,7 @@ def test_planner_sees_plans_with_headline_figures(client, world):
     client.force_login(world.planner)
     html = client.get(reverse("home")).content.decode()
     assert "World plan" in html and "Scenario B" in html and "based on World plan" in html
-    assert '<td class="num">8</td>' in html  # territories of the world plan
+    assert '<td class="num">4</td>' in html  # leaf territories of the world plan
 
 
 def test_outsider_sees_no_plans(client, world):
