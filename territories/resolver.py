@@ -157,22 +157,8 @@ def _compile_rules(plan: Plan) -> list[_CompiledRule]:
 # One account
 
 
-ACCOUNT_FACT_FIELDS = (
-    "industry",
-    "segment",
-    "status",
-    "lead_source",
-    "postal_code",
-    "state",
-    "city",
-    "country",
-    "name",
-    "revenue",
-    "potential",
-    "employees",
-    "workload_hours",
-    "attributes",
-)
+# Every field a rule may test, so one-account resolution sees what the SQL path sees.
+ACCOUNT_FACT_FIELDS = (*rule_conditions.TEXT_FIELDS, *rule_conditions.NUMBER_FIELDS, "attributes")
 
 
 def account_facts(account: Account) -> dict[str, Any]:
