@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
+from django.db import connection
 from django.db.models import FloatField, Func
 
 from .models import PostalCode
@@ -36,3 +37,28 @@ def postal_code_centroids(codes: Iterable[str]) -> dict[str, tuple[float, float]
         Func("location", function="ST_Y", output_field=FloatField()),
     )
     return {code: (x, y) for code, x, y in rows}
+
+
+def city_key(city: str, state: str) -> tuple[str, str]:
+    """How places are matched: case and surrounding spaces ignored."""
+    return (city or "").strip().upper(), (state or "").strip().upper()
+
+
+def city_centroids(places: Iterable[tuple[str, str]]) -> dict[tuple[str, str], tuple[float, float]]:
+    """(lon, lat) of each known place among `places` (city, state): the mean of that city's ZIP
+    centroids, keyed by `city_key`. One query."""
+    wanted = {city_key(city, state) for city, state in places}
+    wanted = {(city, state) for city, state in wanted if city and state}
+    if not wanted:
+        return {}
+    cities, states = zip(*wanted, strict=True)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""SELECT upper(p.city), p.state, avg(ST_X(p.location)), avg(ST_Y(p.location))
+                FROM {PostalCode._meta.db_table} p
+                JOIN unnest(%s::text[], %s::text[]) AS w(city, state)
+                  ON upper(p.city) = w.city AND p.state = w.state
+                GROUP BY 1, 2""",
+            [list(cities), list(states)],
+        )
+        return {(city, state): (x, y) for city, state, x, y in cursor.fetchall()}

@@ -38,7 +38,7 @@ from django.utils import timezone
 from tessera_common.errors import ApplicationError
 
 from .choices import AccountStatus, GeocodeQuality, Segment, TokenScope
-from .geocoding import normalize_postal_code, postal_code_centroids
+from .geocoding import city_centroids, city_key, normalize_postal_code, postal_code_centroids
 from .models import Account, ApiToken, Rep
 
 logger = logging.getLogger(__name__)
@@ -754,7 +754,11 @@ def _locate(kind: _Kind, work: list[_Row]) -> None:
     """Turn coordinates or postal codes into the location to store, with one centroid query."""
     todo: list[tuple[_Row, str | None]] = []  # code None: exact coordinates
     for row in work:
-        if row.errors or (row.coords is _UNSET and row.postal is _UNSET):
+        if row.errors or (
+            row.coords is _UNSET
+            and row.postal is _UNSET
+            and (kind.quality_attr is None or ("city" not in row.values and "state" not in row.values))
+        ):
             continue  # nothing location-related given: the stored location stays
         if isinstance(row.coords, tuple):
             todo.append((row, None))
@@ -777,14 +781,33 @@ def _locate(kind: _Kind, work: list[_Row]) -> None:
         todo.append((row, code))
 
     centroids = postal_code_centroids({code for _, code in todo if code})
+
+    def city_of(row: _Row) -> tuple[str, str]:
+        existing = row.existing or {}
+        return city_key(
+            str(row.values.get("city", existing.get("city", "")) or ""),
+            str(row.values.get("state", existing.get("state", "")) or ""),
+        )
+
+    # Accounts whose postal code is unknown or missing fall back to their city's centre.
+    city_points = (
+        city_centroids(city_of(row) for row, code in todo if code is not None and code not in centroids)
+        if kind.quality_attr is not None
+        else {}
+    )
     for row, code in todo:
         if code is None:
             point, quality = row.coords, GeocodeQuality.EXACT
         else:
             point = centroids.get(code)
-            quality = GeocodeQuality.POSTAL if point is not None else GeocodeQuality.NONE
-            if code and point is None and kind.postal_key not in row.warnings:
-                row.warn(kind.postal_key, f"No location is known for postal code {code}; left without one.")
+            quality = GeocodeQuality.POSTAL
+            if point is None:
+                point, quality = city_points.get(city_of(row)), GeocodeQuality.CITY
+            if point is None:
+                quality = GeocodeQuality.NONE
+            if code and code not in centroids and kind.postal_key not in row.warnings:
+                where = "used the city centre" if point is not None else "left without one"
+                row.warn(kind.postal_key, f"No location is known for postal code {code}; {where}.")
         row.values[kind.location_attr] = point
         if kind.quality_attr is not None:
             row.values[kind.quality_attr] = quality.value
