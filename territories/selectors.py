@@ -116,27 +116,43 @@ def rep_list(*, user, plan: Plan | None = None) -> QuerySet[Rep]:
 
 
 def plan_summaries(*, user) -> list[dict]:
-    """Headline figures per visible plan for the home page: territories, assigned and unassigned
-    accounts, and the spread of potential across leaf territories."""
-    leaves = Count("territories", filter=Q(territories__children__isnull=True), distinct=True)
-    plans = list(plan_list(user=user).annotate(territory_count=leaves)[:50])
-    total_accounts = Account.objects.count()
+    """Headline figures per visible plan for the home page, over the territories the user may see:
+    leaf territories, assigned accounts, unassigned accounts (planners only: unassigned accounts
+    belong to no one's scope) and the spread of potential across leaf territories."""
+    plans = list(plan_list(user=user)[:50])
+    visible = {plan.pk: visible_territory_ids(user=user, plan=plan) for plan in plans}
+    scope = Q()
+    for plan_id, ids in visible.items():
+        scope |= Q(plan_id=plan_id) if ids is None else Q(plan_id=plan_id, territory_id__in=ids)
+    potential_by_territory: dict[int, list[float]] = {plan.pk: [] for plan in plans}
+    assigned_by_plan: dict[int, int] = dict.fromkeys(potential_by_territory, 0)
+    leaves_by_plan: dict[int, int] = dict.fromkeys(potential_by_territory, 0)
+    if plans:
+        rows = (
+            AccountAssignment.objects.filter(scope, role=AssignmentRole.PRIMARY)
+            .values("plan_id", "territory_id")
+            .annotate(accounts=Count("id"), potential=Sum("account__potential"))
+        )
+        for row in rows:
+            potential_by_territory[row["plan_id"]].append(float(row["potential"] or 0))
+            assigned_by_plan[row["plan_id"]] += row["accounts"]
+        leaf_scope = Q()
+        for plan_id, ids in visible.items():
+            leaf_scope |= Q(plan_id=plan_id) if ids is None else Q(plan_id=plan_id, pk__in=ids)
+        leaves = Territory.objects.filter(leaf_scope, children__isnull=True).values("plan_id")
+        for row in leaves.annotate(n=Count("id")):
+            leaves_by_plan[row["plan_id"]] = row["n"]
+    total_accounts = Account.objects.count() if user.sees_everything else None
     summaries = []
     for plan in plans:
-        assigned = AccountAssignment.objects.filter(plan=plan, role=AssignmentRole.PRIMARY)
-        per_territory = list(
-            assigned.values("territory_id")
-            .annotate(potential=Sum("account__potential"))
-            .values_list("potential", flat=True)
-        )
-        potentials = [float(p or 0) for p in per_territory]
+        potentials = potential_by_territory[plan.pk]
         mean = sum(potentials) / len(potentials) if potentials else 0
         summaries.append(
             {
                 "plan": plan,
-                "territories": plan.territory_count,
-                "assigned": assigned.count(),
-                "unassigned": total_accounts - assigned.count() if user.sees_everything else None,
+                "territories": leaves_by_plan[plan.pk],
+                "assigned": assigned_by_plan[plan.pk],
+                "unassigned": None if total_accounts is None else total_accounts - assigned_by_plan[plan.pk],
                 "potential_spread": (max(potentials) - min(potentials)) / mean if mean else None,
             }
         )

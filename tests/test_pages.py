@@ -33,3 +33,21 @@ def test_outsider_sees_no_plans(client, world):
     client.force_login(world.outsider)
     html = client.get(reverse("home")).content.decode()
     assert "World plan" not in html and "No plans to show" in html
+
+
+def test_manager_sees_figures_of_their_subtree_only(client, world):
+    from territories.models import Plan
+
+    Plan.objects.filter(pk=world.plan.pk).update(status="in_review")
+    client.force_login(world.manager_west)
+    html = client.get(reverse("home")).content.decode()
+    assert '<td class="num">2</td>' in html  # West's two leaves, not all four
+    assert '<td class="num">4</td>' in html  # West's four accounts
+
+
+def test_plan_list_queries_do_not_grow_with_plans(client, world, django_assert_max_num_queries):
+    for n in range(5):
+        services.plan_clone(plan=world.plan, name=f"Scenario {n}")
+    client.force_login(world.planner)
+    with django_assert_max_num_queries(12):
+        client.get(reverse("home"))
