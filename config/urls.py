@@ -9,5 +9,6 @@ urlpatterns = [
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/v1/", include("accounts.api.urls")),
+    path("api/v1/", include("territories.api.urls")),
     path("", include("territories.urls")),
 ]

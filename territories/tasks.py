@@ -29,3 +29,22 @@ def materialize_plan(plan_id: int, actor_id: int | None = None) -> dict:
     plan = Plan.objects.get(pk=plan_id)
     actor = get_user_model().objects.filter(pk=actor_id).first() if actor_id else None
     return services.plan_materialize(plan=plan, actor=actor).as_dict()
+
+
+@shared_task(bind=True, name="territories.balance_plan", max_retries=3)
+def balance_plan(self, job_id: int) -> dict:
+    """Run balance job `job_id` (see territories.balancing); progress and result go on the job row.
+
+    Only losing the database before the job starts is retried: once it runs, a failure is recorded
+    on the job, and re-running a half-done solve would be guesswork."""
+    from django.db import InterfaceError, OperationalError
+
+    from .balancing import balance_job_run
+    from .models import BalanceJob
+
+    try:
+        job = BalanceJob.objects.select_related("plan", "created_by").get(pk=job_id)
+    except (OperationalError, InterfaceError) as exc:
+        raise self.retry(exc=exc, countdown=5) from exc
+    job = balance_job_run(job=job)
+    return {"job": job.pk, "status": job.status, "produced_plan": job.produced_plan_id}

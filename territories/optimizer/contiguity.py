@@ -1,0 +1,162 @@
+"""Contiguous territories on an adjacency graph: repair fragments, then move boundary units only.
+
+A unit moves only to a territory it touches, and only when its old territory stays connected without
+it; that check is a breadth-first search inside the old territory that stops as soon as the unit's
+neighbours there are reached from one another, so it costs a few dozen steps on ZIP-sized units.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+import numpy as np
+from scipy.sparse.csgraph import connected_components
+
+from .state import Clock, State, reason
+
+
+def _neighbours(state: State) -> list[list[int]]:
+    adj = state.prep.adjacency
+    assert adj is not None
+    indptr, indices = adj.indptr, adj.indices
+    return [indices[indptr[i] : indptr[i + 1]].tolist() for i in range(state.prep.n)]
+
+
+def make_contiguous(state: State, clock: Clock, passes: int = 30) -> None:
+    """Hand every fragment but a territory's main one to the neighbouring territory it touches most."""
+    prep = state.prep
+    adj = prep.adjacency
+    assert adj is not None
+    nbrs = _neighbours(state)
+    locked = prep.locked
+    for _ in range(passes):
+        changed = False
+        labels = state.labels
+        for j in range(prep.k):
+            members = np.flatnonzero(labels == j)
+            if len(members) <= 1:
+                continue
+            count, comp = connected_components(adj[members][:, members], directed=False)
+            if count == 1:
+                continue
+            # Keep the fragment holding locked units, else the heaviest one.
+            weight = np.bincount(comp, weights=state.size[members] + 1e-9, minlength=count).astype(float)
+            weight += 1e6 * np.bincount(comp, weights=(locked[members] >= 0).astype(float), minlength=count)
+            keep = int(np.argmax(weight))
+            for c in range(count):
+                if c == keep:
+                    continue
+                frag = members[comp == c]
+                frag_set = set(frag.tolist())
+                touch: dict[int, int] = {}
+                for u in frag.tolist():
+                    for v in nbrs[u]:
+                        if v not in frag_set and labels[v] != j:
+                            b = int(labels[v])
+                            if prep.eligible is None or prep.eligible[frag, b].all():
+                                touch[b] = touch.get(b, 0) + 1
+                if not touch:
+                    continue
+                b = max(sorted(touch), key=lambda t: touch[t])
+                for u in frag.tolist():
+                    if locked[u] < 0:
+                        state.move(u, b)
+                changed = True
+        clock.tick(55, "making territories contiguous")
+        if not changed:
+            break
+
+
+def _stays_connected(u: int, a: int, nbrs: list[list[int]], lab: list[int]) -> bool:
+    """Does territory a stay connected when unit u leaves it?"""
+    inside = [v for v in nbrs[u] if lab[v] == a]
+    if len(inside) <= 1:
+        return True
+    goal = set(inside)
+    seen = {u, inside[0]}
+    goal.discard(inside[0])
+    queue = deque([inside[0]])
+    while queue:
+        v = queue.popleft()
+        for z in nbrs[v]:
+            if z not in seen and lab[z] == a:
+                seen.add(z)
+                goal.discard(z)
+                if not goal:
+                    return True
+                queue.append(z)
+    return False
+
+
+def repair_contiguous(state: State, beta: float, dw: float, clock: Clock, rounds: int = 200) -> None:
+    """Greedy balance moves of boundary units that keep every territory connected."""
+    prep = state.prep
+    adj = prep.adjacency
+    assert adj is not None
+    nbrs = _neighbours(state)
+    coo = adj.tocoo()
+    src_all, dst_all = coo.row.astype(np.int64), coo.col.astype(np.int64)
+    x, inv_t = prep.x, state.inv_t
+    cur = prep.current
+    scale = max(float(np.linalg.norm(state.xyz - state.centres[state.labels], axis=1).mean()), 1e-12)
+    counts = np.bincount(state.labels, minlength=prep.k)
+    for r in range(rounds):
+        dev = state.deviation()
+        pen = state.penalty(dev)
+        if not (pen > 0).any():
+            break
+        labels = state.labels
+        cross = labels[src_all] != labels[dst_all]
+        pairs = np.unique(np.column_stack((src_all[cross], labels[dst_all[cross]])), axis=0)
+        if len(pairs) == 0:
+            break
+        u, b = pairs[:, 0], pairs[:, 1]
+        ok = prep.locked[u] < 0
+        if prep.eligible is not None:
+            ok &= prep.eligible[u, b]
+        u, b = u[ok], b[ok]
+        a = labels[u]
+        own = np.linalg.norm(state.xyz[u] - state.centres[a], axis=1) / scale
+        far = np.linalg.norm(state.xyz[u] - state.centres[b], axis=1) / scale
+        balance = (
+            state.penalty(dev[a] - x[u] * inv_t[a])
+            - pen[a]
+            + state.penalty(dev[b] + x[u] * inv_t[b])
+            - pen[b]
+        )
+        gain = balance + beta * (far - own)
+        if cur is not None and dw > 0:
+            gain += dw * state.size[u] * ((cur[u] == a).astype(float) - (cur[u] == b))
+        # Only moves that help balance: distance and disruption price them, they never motivate one.
+        order = np.flatnonzero((gain < -1e-12) & (balance < -1e-12))
+        if len(order) == 0:
+            break
+        order = order[np.argsort(gain[order], kind="stable")]
+        lab = labels.tolist()
+        loads = state.loads.tolist()
+        size = state.size.tolist()
+        cur_list = cur.tolist() if cur is not None else None
+        applied = 0
+        for idx in order.tolist():
+            i, bi = int(u[idx]), int(b[idx])
+            ai = lab[i]
+            if ai == bi or counts[ai] <= 1 or not any(lab[v] == bi for v in nbrs[i]):
+                continue
+            exact_balance = state.scalar_gain(loads, i, ai, bi)
+            exact = exact_balance + beta * float(far[idx] - own[idx])
+            if cur_list is not None and dw > 0:
+                exact += dw * size[i] * (float(cur_list[i] == ai) - float(cur_list[i] == bi))
+            if exact_balance >= -1e-12 or exact >= -1e-12 or not _stays_connected(i, ai, nbrs, lab):
+                continue
+            d_a = np.asarray(loads[ai]) * inv_t[ai] - 1.0
+            d_b = np.asarray(loads[bi]) * inv_t[bi] - 1.0
+            state.reasons[i] = reason(state, ai, bi, d_a, d_b)
+            state.move_lists(loads, i, bi)
+            lab[i] = bi
+            counts[ai] -= 1
+            counts[bi] += 1
+            applied += 1
+        state.loads = np.asarray(loads, dtype=float)
+        clock.tick(60 + int(35 * r / rounds), "repairing balance on contiguous territories")
+        if applied == 0 or clock.out_of_time():
+            break
