@@ -684,12 +684,31 @@ cmd_migrate() {
     checked "migrate" manage migrate --no-input
 }
 
+# The optimizer benchmark's peers (scikit-learn, k-means-constrained, highspy) live in the `bench`
+# extra: heavy and never needed to run or test Tessera, so only `make bench` installs them. Its own
+# stamp, so that the `dev` install's stamp (checked by every other command) is left alone.
+ensure_bench_extra() {
+    local stamp="$VENV/.tessera-bench-installed" want
+    step "installing the bench extra"
+    want="$(sha256sum pyproject.toml | cut -c1-64) bench"
+    [[ -f $stamp && "$(cat "$stamp")" == "$want" ]] && return 0
+    say "pip install -e '.[dev,bench]' (log in .venv/pip-install.log)"
+    "$PY" -m pip install --disable-pip-version-check -e '.[dev,bench]' >"$VENV/pip-install.log" 2>&1 ||
+        die "pip install -e '.[dev,bench]' failed: $(tail -25 "$VENV/pip-install.log")"
+    printf '%s\n' "$want" >"$stamp"
+}
+
 cmd_bench() {
     local f files=()
     export DJANGO_SETTINGS_MODULE=${DJANGO_SETTINGS_MODULE:-config.settings.local}
     bootstrap services
+    ensure_bench_extra
     checked "migrate" manage migrate --no-input -v 0
-    for f in bench/*.py; do [[ -f $f ]] && files+=("$f"); done
+    # *_instances.py and *_peers.py are a benchmark's helpers, run by the benchmark itself.
+    for f in bench/*.py; do
+        case $f in *_instances.py | *_peers.py) continue ;; esac
+        [[ -f $f ]] && files+=("$f")
+    done
     ((${#files[@]})) || {
         say "no benchmarks in bench/"
         return 0
