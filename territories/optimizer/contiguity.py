@@ -14,6 +14,8 @@ from scipy.sparse.csgraph import connected_components
 
 from .state import Clock, State, reason
 
+EDGE = 0.98
+
 
 def _neighbours(state: State) -> list[list[int]]:
     adj = state.prep.adjacency
@@ -158,5 +160,137 @@ def repair_contiguous(state: State, beta: float, dw: float, clock: Clock, rounds
             applied += 1
         state.loads = np.asarray(loads, dtype=float)
         clock.tick(60 + int(35 * r / rounds), "repairing balance on contiguous territories")
+        if applied == 0 or clock.out_of_time():
+            break
+
+
+def _connected(members: list[int], nbrs: list[list[int]], lab: list[int], j: int) -> bool:
+    """Is territory j (whose units are `members`, labels per `lab`) one connected piece?"""
+    if not members:
+        return False
+    seen = {members[0]}
+    queue = deque([members[0]])
+    while queue:
+        v = queue.popleft()
+        for z in nbrs[v]:
+            if z not in seen and lab[z] == j:
+                seen.add(z)
+                queue.append(z)
+    return len(seen) == len(members)
+
+
+def exchange_contiguous(
+    state: State, beta: float, dw: float, clock: Clock, rounds: int = 60, pool: int = 40, tries: int = 12
+) -> None:
+    """Swap a boundary unit of an out-of-tolerance territory for one of a neighbour's, or move one.
+
+    Lumpy units stall single moves: the unit that would fix a territory overshoots its neighbour. A
+    swap moves only the difference of two units. Both territories are re-checked for connectivity
+    after the tentative swap (a breadth-first search over a few dozen units), best candidates first.
+    """
+    prep = state.prep
+    nbrs = _neighbours(state)
+    x, inv_t, xyz = prep.x, state.inv_t, state.xyz
+    movable = prep.locked < 0
+    cur = prep.current
+    scale = max(float(np.linalg.norm(xyz - state.centres[state.labels], axis=1).mean()), 1e-12)
+    zero = np.zeros((1, prep.m))
+    best_total, stalled = np.inf, 0
+    # Measured against the tolerance itself, not the repair's inner target: a neighbour may fill up
+    # to the edge to take what the out-of-tolerance territory sheds.
+    edge = prep.tol * EDGE
+
+    def outer(d: np.ndarray) -> np.ndarray:
+        e = np.maximum(np.abs(d) - edge, 0.0)
+        return state.c_bal * (e * e * prep.w).sum(axis=-1)
+
+    for _round in range(rounds):
+        dev = state.deviation()
+        excess = (np.maximum(np.abs(dev) - prep.tol, 0.0) * prep.w).max(axis=1)
+        bad = np.flatnonzero(excess > 0)
+        if len(bad) == 0:
+            break
+        total_excess = float(excess.sum())
+        stalled = 0 if total_excess < best_total * (1 - 1e-3) else stalled + 1
+        best_total = min(best_total, total_excess)
+        if stalled >= 3:
+            break
+        applied = 0
+        for a in bad[np.argsort(-excess[bad], kind="stable")].tolist():
+            lab = state.labels.tolist()
+            members_a = np.flatnonzero(state.labels == a).tolist()
+            out_a: dict[int, set[int]] = {}
+            into_a: dict[int, set[int]] = {}
+            for u in members_a:
+                for v in nbrs[u]:
+                    b = lab[v]
+                    if b != a:
+                        out_a.setdefault(b, set()).add(u)
+                        into_a.setdefault(b, set()).add(v)
+            dev = state.deviation()
+            pen_now = outer(dev)
+            options: list[tuple[float, int, int, int]] = []
+            for b in sorted(out_a):
+                ua = np.asarray(sorted(out_a[b]), dtype=np.int64)
+                ub = np.asarray(sorted(into_a[b]), dtype=np.int64)
+                ua = ua[movable[ua]]
+                ub = ub[movable[ub]]
+                if prep.eligible is not None:
+                    ua = ua[prep.eligible[ua, b]]
+                    ub = ub[prep.eligible[ub, a]]
+                ca = (
+                    np.linalg.norm(xyz[ua] - state.centres[b], axis=1)
+                    - np.linalg.norm(xyz[ua] - state.centres[a], axis=1)
+                ) / scale
+                cb = (
+                    np.linalg.norm(xyz[ub] - state.centres[a], axis=1)
+                    - np.linalg.norm(xyz[ub] - state.centres[b], axis=1)
+                ) / scale
+                keep_a, keep_b = np.argsort(ca, kind="stable")[:pool], np.argsort(cb, kind="stable")[:pool]
+                ua, ca, ub, cb = ua[keep_a], ca[keep_a], ub[keep_b], cb[keep_b]
+                if cur is not None and dw > 0:
+                    ca = ca + dw / beta * state.size[ua] * ((cur[ua] == a).astype(float) - (cur[ua] == b))
+                    cb = cb + dw / beta * state.size[ub] * ((cur[ub] == b).astype(float) - (cur[ub] == a))
+                delta = np.vstack((zero, x[ua]))[:, None, :] - np.vstack((zero, x[ub]))[None, :, :]
+                balance = (
+                    outer(dev[a] - delta * inv_t[a])
+                    + outer(dev[b] + delta * inv_t[b])
+                    - pen_now[a]
+                    - pen_now[b]
+                )
+                total = balance + beta * (np.r_[0.0, ca][:, None] + np.r_[0.0, cb][None, :])
+                total[balance >= -1e-12] = np.inf
+                total[0, 0] = np.inf
+                flat = np.argsort(total, axis=None, kind="stable")[:tries]
+                for f in flat.tolist():
+                    value = float(total.flat[f])
+                    if not np.isfinite(value) or value >= -1e-12:
+                        break
+                    p, q = divmod(f, total.shape[1])
+                    options.append((value, b, int(ua[p - 1]) if p else -1, int(ub[q - 1]) if q else -1))
+            options.sort()
+            for _value, b, i, j in options[:tries]:
+                if i >= 0:
+                    lab[i] = b
+                if j >= 0:
+                    lab[j] = a
+                new_a = [u for u in members_a if u != i] + ([j] if j >= 0 else [])
+                new_b = np.flatnonzero(state.labels == b).tolist()
+                new_b = [u for u in new_b if u != j] + ([i] if i >= 0 else [])
+                if _connected(new_a, nbrs, lab, a) and _connected(new_b, nbrs, lab, b):
+                    d_a, d_b = state.deviation()[a], state.deviation()[b]
+                    if i >= 0:
+                        state.reasons[i] = reason(state, a, b, d_a, d_b)
+                        state.move(i, b)
+                    if j >= 0:
+                        state.reasons[j] = reason(state, b, a, d_b, d_a)
+                        state.move(j, a)
+                    applied += 1
+                    break
+                if i >= 0:
+                    lab[i] = a
+                if j >= 0:
+                    lab[j] = b
+        clock.tick(95, "exchanging units between neighbours")
         if applied == 0 or clock.out_of_time():
             break

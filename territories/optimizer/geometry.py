@@ -10,6 +10,7 @@ import numpy as np
 from scipy.spatial import cKDTree
 
 EARTH_RADIUS_KM = 6371.0088
+FULL_LLOYD_STEPS = 5
 
 
 def unit_vectors(lonlat: np.ndarray) -> np.ndarray:
@@ -51,7 +52,7 @@ def mean_distance_km(xyz: np.ndarray, assignment: np.ndarray, centres: np.ndarra
     return float(chord_to_km(chord).mean())
 
 
-def kmeans_reference(xyz: np.ndarray, k: int, seed: int, iterations: int = 25) -> tuple[np.ndarray, float]:
+def kmeans_reference(xyz: np.ndarray, k: int, seed: int, iterations: int = 100) -> tuple[np.ndarray, float]:
     """Unconstrained k-means (k-means++ seeds on a sample, Lloyd steps) → (centres, mean distance km).
 
     Kept in the core so the compactness ratio needs no sklearn; deterministic for the seed.
@@ -68,13 +69,17 @@ def kmeans_reference(xyz: np.ndarray, k: int, seed: int, iterations: int = 25) -
         pick = rng.choice(len(sample), p=closest / total) if total > 0 else rng.integers(len(sample))
         centres[j] = sample[pick]
         closest = np.minimum(closest, np.sum((sample - centres[j]) ** 2, axis=1))
-    labels = np.zeros(n, dtype=np.int64)
-    for _ in range(iterations):
-        _, labels = cKDTree(centres).query(xyz)
-        new = centroids(xyz, labels, k, centres)
-        if np.allclose(new, centres, atol=1e-10):
-            break
-        centres = new
+    # Lloyd steps on the sample first (cheap), then a few on every point so the centres fit the full
+    # set: at 100k this is a third of the time of Lloyd on every point from the start. It lands in
+    # another local optimum (on the 100k benchmark instance ~2% worse), so reported ratios are
+    # comparable only between runs of the same version; the benchmark uses scikit-learn's KMeans.
+    for points, steps in ((sample, iterations), (xyz, FULL_LLOYD_STEPS)):
+        for _ in range(steps):
+            _, labels = cKDTree(centres).query(points)
+            new = centroids(points, labels, k, centres)
+            if np.allclose(new, centres, atol=1e-10):
+                break
+            centres = new
     _, labels = cKDTree(centres).query(xyz)
     return centres, mean_distance_km(xyz, labels, centres)
 

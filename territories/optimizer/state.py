@@ -57,6 +57,7 @@ class State:
         self.size = (rel * prep.w).mean(axis=1)
         self.rel = rel
         self.reasons: dict[int, str] = {}
+        self.movable_centres = False
         self.x_list: list[list[float]] = prep.x.tolist()
         self.inv_list: list[list[float]] = self.inv_t.tolist()
         self.tau_list: list[float] = self.tau.tolist()
