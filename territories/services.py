@@ -75,6 +75,14 @@ def _bump(plan: Plan) -> int:
     return plan.version
 
 
+def _save_lifecycle(plan: Plan, fields: list[str], actor, payload: dict) -> None:
+    """Save a status or effective-date change, bump the version and record it as one Change."""
+    plan.save(update_fields=[*fields, "updated"])
+    Change.objects.create(
+        plan=plan, actor=actor, kind=ChangeKind.PLAN_STATUS, plan_version=_bump(plan), payload=payload
+    )
+
+
 @transaction.atomic
 def plan_create(*, name: str, actor=None, description: str = "") -> Plan:
     """A new, empty draft plan."""
@@ -197,15 +205,7 @@ def plan_transition(*, plan: Plan, status: str, actor=None, expected_version: in
         )
     old = plan.status
     plan.status = status
-    plan.save(update_fields=["status", "updated"])
-    version = _bump(plan)
-    Change.objects.create(
-        plan=plan,
-        actor=actor,
-        kind=ChangeKind.PLAN_STATUS,
-        plan_version=version,
-        payload={"from": old, "to": status},
-    )
+    _save_lifecycle(plan, ["status"], actor, {"from": old, "to": status})
     return plan
 
 
@@ -245,31 +245,18 @@ def plan_publish(
     )
     if current is not None:
         current.effective_to = effective_from
-        current.save(update_fields=["effective_to", "updated"])
-        version = _bump(current)
-        Change.objects.create(
-            plan=current,
-            actor=actor,
-            kind=ChangeKind.PLAN_STATUS,
-            plan_version=version,
-            payload={"ends": effective_from.isoformat(), "superseded_by": plan.pk},
+        _save_lifecycle(
+            current, ["effective_to"], actor, {"ends": effective_from.isoformat(), "superseded_by": plan.pk}
         )
     plan.status = PlanStatus.ACTIVE
     plan.effective_from = effective_from
     plan.effective_to = None
     plan.published_at = timezone.now()
-    plan.save(update_fields=["status", "effective_from", "effective_to", "published_at", "updated"])
-    version = _bump(plan)
-    Change.objects.create(
-        plan=plan,
-        actor=actor,
-        kind=ChangeKind.PLAN_STATUS,
-        plan_version=version,
-        payload={
-            "from": PlanStatus.APPROVED,
-            "to": PlanStatus.ACTIVE,
-            "effective_from": effective_from.isoformat(),
-        },
+    _save_lifecycle(
+        plan,
+        ["status", "effective_from", "effective_to", "published_at"],
+        actor,
+        {"from": PlanStatus.APPROVED, "to": PlanStatus.ACTIVE, "effective_from": effective_from.isoformat()},
     )
     return plan
 
@@ -285,17 +272,11 @@ def plans_activate_due(*, today: dt.date | None = None) -> list[int]:
     )
     for plan in ended:
         plan.status = PlanStatus.ARCHIVED
-        plan.save(update_fields=["status", "updated"])
-        version = _bump(plan)
-        Change.objects.create(
-            plan=plan,
-            kind=ChangeKind.PLAN_STATUS,
-            plan_version=version,
-            payload={
-                "from": PlanStatus.ACTIVE,
-                "to": PlanStatus.ARCHIVED,
-                "reason": "effective period ended",
-            },
+        _save_lifecycle(
+            plan,
+            ["status"],
+            None,
+            {"from": PlanStatus.ACTIVE, "to": PlanStatus.ARCHIVED, "reason": "effective period ended"},
         )
     return [plan.pk for plan in ended]
 
