@@ -446,7 +446,8 @@ def account_bulk_upsert(
     null or empty value removes a key).
 
     Location: coordinates in the row are stored as exact; otherwise a US postal code is geocoded to
-    its ZIP centroid (quality postal); otherwise the account has no location.
+    its ZIP centroid (quality postal); otherwise city + state to the city's centre (quality city);
+    otherwise the account has no location.
     `row_numbers` name the rows in the result (default 1..n); `input_errors` (by row position) are
     problems the caller found first, e.g. a malformed CSV line: those rows are reported as errors.
     """

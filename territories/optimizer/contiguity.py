@@ -12,7 +12,7 @@ from collections import deque
 import numpy as np
 from scipy.sparse.csgraph import connected_components
 
-from .state import Clock, State, reason
+from .state import Clock, StallGuard, State, excess_by_territory, reason
 
 EDGE = 0.98
 
@@ -195,7 +195,7 @@ def exchange_contiguous(
     cur = prep.current
     scale = max(float(np.linalg.norm(xyz - state.centres[state.labels], axis=1).mean()), 1e-12)
     zero = np.zeros((1, prep.m))
-    best_total, stalled = np.inf, 0
+    guard = StallGuard(3, 1e-3)
     # Measured against the tolerance itself, not the repair's inner target: a neighbour may fill up
     # to the edge to take what the out-of-tolerance territory sheds.
     edge = prep.tol * EDGE
@@ -206,14 +206,11 @@ def exchange_contiguous(
 
     for _round in range(rounds):
         dev = state.deviation()
-        excess = (np.maximum(np.abs(dev) - prep.tol, 0.0) * prep.w).max(axis=1)
+        excess = excess_by_territory(dev, prep)
         bad = np.flatnonzero(excess > 0)
         if len(bad) == 0:
             break
-        total_excess = float(excess.sum())
-        stalled = 0 if total_excess < best_total * (1 - 1e-3) else stalled + 1
-        best_total = min(best_total, total_excess)
-        if stalled >= 3:
+        if guard.stalled_after(float(excess.sum())):
             break
         applied = 0
         for a in bad[np.argsort(-excess[bad], kind="stable")].tolist():

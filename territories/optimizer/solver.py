@@ -26,7 +26,7 @@ from .checks import Prepared, prepare
 from .contiguity import exchange_contiguous, make_contiguous, repair_contiguous
 from .problem import Problem, Solution, SweepPoint
 from .report import build_solution
-from .state import Clock, State, reason
+from .state import Clock, StallGuard, State, excess_by_territory, reason
 
 CANDIDATES = 8
 # A design's balance moves rarely go past the sixth-nearest centre, and each column costs a pass
@@ -184,7 +184,7 @@ def _repair(state: State, cand: np.ndarray, beta: float, dw: float, clock: Clock
     scale = max(float(dist.min(axis=1).mean()), 1e-12)
     dist /= scale
     x, inv_t = prep.x, state.inv_t
-    best_excess, stalled = np.inf, 0
+    guard = StallGuard(REPAIR_STALL_ROUNDS, 1e-2)
     for r in range(rounds):
         dev = state.deviation()
         pen = state.penalty(dev)
@@ -194,10 +194,7 @@ def _repair(state: State, cand: np.ndarray, beta: float, dw: float, clock: Clock
             break
         # Distance can veto the last moves a territory needs: rounds of a few moves each that leave the
         # excess where it was are the later phases' job, not worth a full pass over every entity.
-        excess = float(outside.sum())
-        stalled = 0 if excess < best_excess * (1 - 1e-2) else stalled + 1
-        best_excess = min(best_excess, excess)
-        if stalled >= REPAIR_STALL_ROUNDS:
+        if guard.stalled_after(float(outside.sum())):
             break
         labels = state.labels
         # A move between two territories both inside the inner tolerance can only add penalty: rows
@@ -376,21 +373,18 @@ def _exchange(
     movable = prep.locked < 0
     scale = max(float(np.linalg.norm(xyz - state.centres[state.labels], axis=1).mean()), 1e-12)
     zero = np.zeros((1, prep.m))
-    best_worst, stalled = np.inf, 0
+    guard = StallGuard(STALL_ROUNDS, 1e-3)
     # A fixed budget of (a, b) pair evaluations rather than seconds keeps the answer deterministic.
     budget = EXCHANGE_BUDGET
     for _round in range(rounds):
         dev = state.deviation()
-        excess = (np.maximum(np.abs(dev) - prep.tol, 0.0) * prep.w).max(axis=1)
+        excess = excess_by_territory(dev, prep)
         bad = np.flatnonzero(excess > 0)
         if len(bad) == 0:
             break
         # Tight tolerances on a few entities per territory can be infeasible: stop once the worst
         # territory has not improved for a while instead of cycling through the rounds.
-        worst = float(excess.sum())
-        stalled = 0 if worst < best_worst * (1 - 1e-3) else stalled + 1
-        best_worst = min(best_worst, worst)
-        if stalled >= STALL_ROUNDS:
+        if guard.stalled_after(float(excess.sum())):
             break
         labels = state.labels
         ok = movable[:, None] & (cand != labels[:, None])

@@ -33,6 +33,27 @@ class Clock:
         return time.perf_counter() >= self.deadline
 
 
+class StallGuard:
+    """Stops a loop once its measure has not improved by `rel` (relative) for `rounds` rounds in a row:
+    lumpy entities can make the last bit of a tolerance unreachable, and cycling does not help."""
+
+    def __init__(self, rounds: int, rel: float) -> None:
+        self.rounds = rounds
+        self.rel = rel
+        self.best = np.inf
+        self.stalled = 0
+
+    def stalled_after(self, value: float) -> bool:
+        self.stalled = 0 if value < self.best * (1 - self.rel) else self.stalled + 1
+        self.best = min(self.best, value)
+        return self.stalled >= self.rounds
+
+
+def excess_by_territory(dev: np.ndarray, prep: Prepared) -> np.ndarray:
+    """(K,) the worst weighted amount by which each territory lies outside its tolerance (0 = inside)."""
+    return (np.maximum(np.abs(dev) - prep.tol, 0.0) * prep.w).max(axis=1)
+
+
 class State:
     """Live assignment, loads and the balance/distance/disruption terms of the objective."""
 
