@@ -143,9 +143,11 @@ pg_major_installed() {
     return 0
 }
 
+# Pipes below use `grep >/dev/null`, not `grep -q`: under pipefail an early-exiting grep -q makes the
+# writer die of SIGPIPE and the whole test read as false, at random.
 gdal_present() {
     [[ -n ${GDAL_LIBRARY_PATH:-} ]] && return 0
-    { /sbin/ldconfig -p 2>/dev/null || ldconfig -p 2>/dev/null; } | grep -q 'libgdal\.so'
+    { /sbin/ldconfig -p 2>/dev/null || ldconfig -p 2>/dev/null; } | grep 'libgdal\.so' >/dev/null
 }
 
 # ensure_system MODE: MODE is "python" (a Python for .venv), "services" (also PostgreSQL/PostGIS,
@@ -198,7 +200,7 @@ ensure_system() {
         [[ -n $pkg ]] || die "apt knows no libgdalNN package; install GDAL yourself or set GDAL_LIBRARY_PATH."
         pkgs+=("$pkg")
     fi
-    if [[ " ${pkgs[*]} " == *" chromium "* ]] && ! apt-cache policy chromium 2>/dev/null | grep -q 'Candidate: [^(]'; then
+    if [[ " ${pkgs[*]} " == *" chromium "* ]] && ! apt-cache policy chromium 2>/dev/null | grep 'Candidate: [^(]' >/dev/null; then
         # Ubuntu ships Chromium only as a snap; Playwright is pointed at /usr/bin/chromium.
         warn "apt has no chromium package here; the browser tests need /usr/bin/chromium and will fail"
         local keep=()

@@ -35,6 +35,7 @@ from .models import (
     Change,
     GeoUnit,
     Plan,
+    PlanComment,
     RulePostalCode,
     Territory,
     TerritoryMembership,
@@ -577,3 +578,12 @@ class ChangeAdmin(admin.ModelAdmin):
     @admin.display(description="payload")
     def payload_display(self, obj):
         return pretty_json(obj.payload)
+
+
+@admin.register(PlanComment)
+class PlanCommentAdmin(admin.ModelAdmin):
+    list_display = ("plan", "author", "territory", "plan_status", "created")
+    list_filter = ("plan_status",)
+    search_fields = ("body", "plan__name", "author__username")
+    raw_id_fields = ("plan", "author", "territory")
+    list_select_related = ("plan", "author", "territory")

@@ -25,6 +25,7 @@ from django.utils import timezone
 
 from accounts.models import Account
 from tessera_common.errors import ApplicationError
+from tessera_common.events import JOB_FINISHED, event_emit
 
 from .choices import (
     UNIT_LEVEL_PRECEDENCE,
@@ -249,6 +250,17 @@ def balance_job_cancel(*, job: BalanceJob, actor=None) -> BalanceJob:
         job.finished_at = timezone.now()
         job.cancel_requested = True
         job.save(update_fields=["status", "message", "finished_at", "cancel_requested", "updated"])
+        event_emit(
+            JOB_FINISHED,
+            {
+                "job_id": job.pk,
+                "kind": "balance",
+                "plan_id": job.plan_id,
+                "status": job.status,
+                "produced_plan_id": None,
+                "error": None,
+            },
+        )
     elif job.status == JobStatus.RUNNING:
         job.cancel_requested = True
         job.message = "Cancelling…"
@@ -485,6 +497,18 @@ def _set(job: BalanceJob, **fields) -> None:
     for name, value in fields.items():
         setattr(job, name, value)
     BalanceJob.objects.filter(pk=job.pk).update(**fields, updated=timezone.now())
+    if fields.get("status") in (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED):
+        event_emit(
+            JOB_FINISHED,
+            {
+                "job_id": job.pk,
+                "kind": "balance",
+                "plan_id": job.plan_id,
+                "status": job.status,
+                "produced_plan_id": job.produced_plan_id,
+                "error": job.error or None,
+            },
+        )
 
 
 def _name_entities(message: str, built: _Built) -> str:

@@ -328,3 +328,27 @@ class Change(models.Model):
         if self.pk is not None and not self._state.adding:
             raise ValueError("Changes are append-only.")
         super().save(*args, **kwargs)
+
+
+class PlanComment(TimeStamped):
+    """A remark on a scenario, mostly while it is in review: managers and reps comment, the approver
+    reads them before approving. `territory` narrows the remark to one territory when given."""
+
+    plan = models.ForeignKey(Plan, on_delete=models.CASCADE, related_name="comments")
+    author = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="plan_comments"
+    )
+    territory = models.ForeignKey(
+        Territory, null=True, blank=True, on_delete=models.SET_NULL, related_name="comments"
+    )
+    body = models.TextField()
+    plan_status = models.CharField(
+        max_length=20, blank=True, help_text="The plan's status when the comment was written."
+    )
+
+    class Meta:
+        ordering = ["created", "id"]
+        indexes = [models.Index(fields=["plan", "created"], name="plan_comment_plan_created_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.author} on {self.plan}: {self.body[:40]}"

@@ -28,6 +28,7 @@ from django.db.models.functions import Lower, Trim
 
 from accounts.models import Account
 from tessera_common.errors import ApplicationError
+from tessera_common.events import ASSIGNMENT_CHANGED, event_emit
 
 from . import rules as rule_conditions
 from .choices import UNIT_LEVEL_PRECEDENCE, AssignmentRole, AssignmentSource, ChangeKind, PlanStatus
@@ -533,5 +534,7 @@ def plan_materialize(
         plan_version=plan.version,
         payload={k: v for k, v in result.as_dict().items() if k != "seconds"},
     )
+    if moved and record_new:
+        event_emit(ASSIGNMENT_CHANGED, {"plan_id": plan.pk, "batch": str(batch), "accounts": moved})
     report(100, "Done")
     return result

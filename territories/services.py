@@ -11,6 +11,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from tessera_common.errors import ApplicationError, StaleVersionError
+from tessera_common.events import ASSIGNMENT_CHANGED, PLAN_PUBLISHED, event_emit
 
 from . import rules as rule_conditions
 from .choices import AssignmentRole, AssignmentSource, ChangeKind, PlanStatus
@@ -258,6 +259,16 @@ def plan_publish(
         actor,
         {"from": PlanStatus.APPROVED, "to": PlanStatus.ACTIVE, "effective_from": effective_from.isoformat()},
     )
+    event_emit(
+        PLAN_PUBLISHED,
+        {
+            "plan_id": plan.pk,
+            "plan_name": plan.name,
+            "effective_from": effective_from.isoformat(),
+            "supersedes_plan_id": current.pk if current is not None else None,
+            "version": plan.version,
+        },
+    )
     return plan
 
 
@@ -379,6 +390,13 @@ def account_assignments_move(
     AccountAssignment.objects.bulk_update(
         to_update, ["territory", "source", "locked", "rule", "unit", "updated"]
     )
+    moved_ids = [c.account_id for c in changes if c.kind == ChangeKind.ACCOUNT_MOVED]
+    if moved_ids and plan.status == PlanStatus.ACTIVE:
+        # Only the active plan's moves change who owns an account today: that is what CRMs follow.
+        event_emit(
+            ASSIGNMENT_CHANGED,
+            {"plan_id": plan.pk, "batch": str(batch), "accounts": len(moved_ids), "account_ids": moved_ids},
+        )
     return {"moved": len(changes), "batch": str(batch), "version": version}
 
 

@@ -32,6 +32,7 @@ from territories.models import (
     Change,
     GeoUnit,
     Plan,
+    PlanComment,
     RulePostalCode,
     Territory,
     TerritoryMembership,
@@ -173,11 +174,12 @@ def objects(admin_user) -> dict[type, object]:
         component=Component.NEW_BUSINESS,
         rep=rep,
     )
+    comment = PlanComment.objects.create(plan=plan, author=admin_user, territory=leaf, body="Looks fair.")
     group = Group.objects.create(name="Planners")
     rows = [
         rep_user, token, postal, county, account, rep, plan, leaf, membership, rule,
         RulePostalCode.objects.filter(rule=rule).first(), account_assignment, unit_assignment, job, change,
-        quarter, quota_plan, quota, booking, group,
+        quarter, quota_plan, quota, booking, group, comment,
     ]  # fmt: skip
     return {type(row): row for row in rows} | {"state": state}
 

@@ -30,6 +30,7 @@ INSTALLED_APPS = [
     "territories",
     "quotas",
     "analytics",
+    "integrations",
     "tessera_common",
 ]
 

@@ -1,0 +1,3 @@
+app_name = "analytics-api"
+
+urlpatterns: list = []

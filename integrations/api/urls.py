@@ -1,0 +1,3 @@
+app_name = "integrations-api"
+
+urlpatterns: list = []

@@ -1,0 +1,3 @@
+app_name = "planner-tools-api"
+
+urlpatterns: list = []
