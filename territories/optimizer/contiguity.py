@@ -291,3 +291,102 @@ def exchange_contiguous(
         clock.tick(95, "exchanging units between neighbours")
         if applied == 0 or clock.out_of_time():
             break
+
+
+def chain_contiguous(state: State, beta: float, clock: Clock, rounds: int = 20, tries: int = 20) -> None:
+    """Pass load along a chain a → b → c: a boundary unit of an out-of-tolerance territory a goes to a
+    neighbour b, which hands one of its own boundary units on to its neighbour c.
+
+    Left after the swaps: a territory whose neighbours are all near their own edge (a dense city
+    ringed by full suburbs). One step further out there is room, and a chain reaches it while every
+    territory stays connected.
+    """
+    prep = state.prep
+    nbrs = _neighbours(state)
+    x, inv_t, xyz = prep.x, state.inv_t, state.xyz
+    movable = prep.locked < 0
+    scale = max(float(np.linalg.norm(xyz - state.centres[state.labels], axis=1).mean()), 1e-12)
+    edge = prep.tol * EDGE
+
+    def outer(d: np.ndarray) -> np.ndarray:
+        e = np.maximum(np.abs(d) - edge, 0.0)
+        return state.c_bal * (e * e * prep.w).sum(axis=-1)
+
+    def border(lab: list[int], members: list[int], a: int) -> dict[int, list[int]]:
+        """Movable units of territory a by the neighbouring territory they touch."""
+        out: dict[int, set[int]] = {}
+        for u in members:
+            if not movable[u]:
+                continue
+            for v in nbrs[u]:
+                if lab[v] != a and (prep.eligible is None or prep.eligible[u, lab[v]]):
+                    out.setdefault(lab[v], set()).add(u)
+        return {b: sorted(units) for b, units in out.items()}
+
+    for _round in range(rounds):
+        dev = state.deviation()
+        excess = excess_by_territory(dev, prep)
+        bad = np.flatnonzero(excess > 0)
+        if len(bad) == 0 or clock.out_of_time():
+            break
+        applied = 0
+        for a in bad[np.argsort(-excess[bad], kind="stable")].tolist():
+            lab = state.labels.tolist()
+            dev = state.deviation()
+            pen = outer(dev)
+            members: dict[int, list[int]] = {j: [] for j in range(prep.k)}
+            for u, j in enumerate(lab):
+                members[j].append(u)
+            options: list[tuple[float, int, int, int, int]] = []
+            for b, ua in border(lab, members[a], a).items():
+                ua_arr = np.asarray(ua, dtype=np.int64)
+                for c, ub in border(lab, members[b], b).items():
+                    if c == a:
+                        continue
+                    ub_arr = np.asarray(ub, dtype=np.int64)
+                    xi = x[ua_arr][:, None, :]
+                    xj = x[ub_arr][None, :, :]
+                    total = (
+                        outer(dev[a] - xi * inv_t[a])
+                        + outer(dev[b] + (xi - xj) * inv_t[b])
+                        + outer(dev[c] + xj * inv_t[c])
+                        - pen[a]
+                        - pen[b]
+                        - pen[c]
+                    )
+                    detour = (
+                        np.linalg.norm(xyz[ua_arr] - state.centres[b], axis=1)
+                        - np.linalg.norm(xyz[ua_arr] - state.centres[a], axis=1)
+                    )[:, None] + (
+                        np.linalg.norm(xyz[ub_arr] - state.centres[c], axis=1)
+                        - np.linalg.norm(xyz[ub_arr] - state.centres[b], axis=1)
+                    )[None, :]
+                    helps = total < -1e-12
+                    total = np.where(helps, total + beta * detour / scale, np.inf)
+                    for f in np.argsort(total, axis=None, kind="stable")[:tries].tolist():
+                        value = float(total.flat[f])
+                        if not np.isfinite(value) or value >= -1e-12:
+                            break
+                        p, q = divmod(f, total.shape[1])
+                        if ua_arr[p] != ub_arr[q]:
+                            options.append((value, b, c, int(ua_arr[p]), int(ub_arr[q])))
+            options.sort()
+            for _value, b, c, i, j in options[:tries]:
+                lab[i], lab[j] = b, c
+                new_a = [u for u in members[a] if u != i]
+                new_b = [u for u in members[b] if u != j] + [i]
+                new_c = [*members[c], j]
+                if all(_connected(m, nbrs, lab, t) for m, t in ((new_a, a), (new_b, b), (new_c, c))):
+                    d = state.deviation()
+                    state.reasons[i] = reason(state, a, b, d[a], d[b])
+                    state.move(i, b)
+                    d = state.deviation()
+                    handed = reason(state, b, c, d[b], d[c])
+                    state.reasons[j] = f"passed on from {prep.territory_names[b]}: {handed}"
+                    state.move(j, c)
+                    applied += 1
+                    break
+                lab[i], lab[j] = a, b
+        clock.tick(97, "passing load along chains of neighbours")
+        if applied == 0:
+            break

@@ -23,7 +23,7 @@ from scipy.spatial import cKDTree
 
 from . import geometry, transport
 from .checks import Prepared, prepare
-from .contiguity import exchange_contiguous, make_contiguous, repair_contiguous
+from .contiguity import chain_contiguous, exchange_contiguous, make_contiguous, repair_contiguous
 from .problem import Problem, Solution, SweepPoint
 from .report import build_solution
 from .state import Clock, StallGuard, State, excess_by_territory, reason
@@ -776,6 +776,8 @@ def solve(problem: Problem) -> Solution:
             exchange_contiguous(
                 state, beta * (LATE_BETA if not rebalancing else 1.0), problem.disruption_weight, clock
             )
+        if not _within(state) and not rebalancing and not clock.out_of_time():
+            chain_contiguous(state, beta * LATE_BETA, clock)
     else:
         cand = _candidates(prep, xyz, centres, nearest=CANDIDATES if rebalancing else DESIGN_CANDIDATES)
         if rebalancing:

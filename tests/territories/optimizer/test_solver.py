@@ -494,6 +494,39 @@ def test_contiguous_exchange_reduces_excess():
     assert after < 0.5 * before
 
 
+def test_chain_passes_load_through_a_full_neighbour():
+    # A is one unit over, its only neighbour B is exactly on target, C beyond B one unit under: no move
+    # or swap between two territories helps (B would end where A was); A → B → C fixes all three.
+    from territories.optimizer import geometry
+    from territories.optimizer.checks import prepare
+    from territories.optimizer.contiguity import chain_contiguous, exchange_contiguous
+    from territories.optimizer.report import territory_contiguity
+    from territories.optimizer.state import Clock, State
+
+    w, h, k = 9, 4, 3
+    points, adj = grid(w, h)
+    metrics = np.ones((w * h, 1))
+    problem = Problem(
+        points=points, metrics=metrics, metric_names=["accounts"], k=k, adjacency=adj, tolerance=0.05
+    )
+    prep = prepare(problem)
+    xyz = geometry.unit_vectors(points)
+    labels = np.repeat(np.arange(k), 3 * h)  # strips of three columns; cell (x, y) is x * h + y
+    labels[3 * h] = 0  # A takes B's first cell, B takes C's
+    labels[6 * h] = 1
+    state = State(prep, xyz, geometry.centroids(xyz, labels, k, xyz[:k]), labels.copy(), 0.5)
+    assert np.bincount(state.labels).tolist() == [13, 12, 11]
+    exchange_contiguous(state, 0.02, 0.0, Clock(problem))
+    assert np.bincount(state.labels).tolist() == [13, 12, 11]
+    chain_contiguous(state, 0.02, Clock(problem))
+    assert np.bincount(state.labels).tolist() == [12, 12, 12]
+    assert territory_contiguity(prep.adjacency, state.labels, k).all()
+    loads = np.zeros((k, prep.m))
+    np.add.at(loads, state.labels, prep.x)
+    assert np.allclose(loads, state.loads)
+    assert len(state.reasons) == 2
+
+
 def regional_drift_instance() -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
     """A long east–west band of 16 territories whose west grew: (points, metrics, current, k).
 
