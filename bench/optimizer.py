@@ -133,6 +133,15 @@ def mean_distance(xy: np.ndarray, assignment: np.ndarray, k: int) -> float:
     return float(np.linalg.norm(xy - c[assignment], axis=1).mean())
 
 
+def weighted_mean_distance(xy: np.ndarray, assignment: np.ndarray, k: int, weight: np.ndarray) -> float:
+    """Mean distance of accounts (not units) to their territory's account-weighted centre."""
+    sums = np.zeros((k, 2))
+    np.add.at(sums, assignment, xy * weight[:, None])
+    mass = np.bincount(assignment, weights=weight, minlength=k)
+    c = sums / np.maximum(mass, 1e-12)[:, None]
+    return float((np.linalg.norm(xy - c[assignment], axis=1) * weight).sum() / weight.sum())
+
+
 def worst_deviation(inst: Instance, assignment: np.ndarray) -> np.ndarray:
     totals = np.zeros((inst.k, inst.metrics.shape[1]))
     np.add.at(totals, assignment, inst.metrics)
@@ -238,6 +247,10 @@ def evaluate(case: Case, solver: str, result: dict, ctx: dict) -> Row:
                 misses.append("gap")
         else:
             misses.append("no MIP")
+    if "kmeans_weighted_distance" in ctx and solver != "kmeans":
+        # Units hold very different numbers of accounts: what a rep drives is the distance to accounts.
+        weighted = weighted_mean_distance(xy, a, inst.k, inst.metrics[:, 2])
+        ratios.append(f"acct-weighted {weighted / ctx['kmeans_weighted_distance']:.2f}×km")
     if solver == "ours" and "reported_compactness" in result:
         ratios.append(f"reports {float(result['reported_compactness']):.2f}×km")
     row.ratio = ", ".join(ratios)
@@ -377,6 +390,13 @@ def main() -> None:
                 notes.append(f"{inst.name}: KMeans reference {reference.get('status')}")
                 continue
             ctx["kmeans_distance"] = mean_distance(xy, np.asarray(reference["assignment"]), inst.k)
+            if inst.adjacency is not None:
+                from sklearn.cluster import KMeans
+
+                weight = inst.metrics[:, 2]
+                kmeans = KMeans(n_clusters=inst.k, n_init=1, random_state=0)
+                weighted = kmeans.fit_predict(xy, sample_weight=weight)
+                ctx["kmeans_weighted_distance"] = weighted_mean_distance(xy, weighted, inst.k, weight)
             results: list[tuple[str, dict]] = []
             for solver in selected:
                 centres = None
