@@ -507,13 +507,7 @@ def _rebalance_start(
         centres = geometry.centroids(xyz[has], cur[has], prep.k, fallback)
         empty = np.flatnonzero(np.bincount(cur[has], minlength=prep.k) == 0)
         if len(empty):
-            # A territory nobody belongs to yet starts where the current centres are farthest away.
-            filled = np.setdiff1d(np.arange(prep.k), empty)
-            for j in empty.tolist():
-                d, _ = cKDTree(centres[filled]).query(xyz)
-                pick = int(np.argmax(d))
-                centres[j] = xyz[pick]
-                filled = np.append(filled, j)
+            centres = _place_new_territories(prep, xyz, cur, centres, empty)
     labels = cur.copy()
     if prep.eligible is not None:
         bad = has & ~prep.eligible[np.arange(prep.n), np.maximum(cur, 0)]
@@ -527,6 +521,47 @@ def _rebalance_start(
             d[~prep.eligible[todo]] = np.inf
         labels[todo] = np.argmin(d, axis=1)
     return centres, labels
+
+
+def _place_new_territories(
+    prep: Prepared, xyz: np.ndarray, cur: np.ndarray, centres: np.ndarray, empty: np.ndarray
+) -> np.ndarray:
+    """Centres for territories nobody belongs to yet (no anchor given): each is carved out of the most
+    loaded territory, at the far centre of a two-way split of its entities.
+
+    It used to start where the current centres were farthest away: on the 100k case that was a
+    corner of Montana, whose nearest sixteen territories (all it took to fill it) spanned half the
+    country. Inside a loaded territory its neighbours are close, so the change stays local.
+    """
+    centres = centres.copy()
+    has = cur >= 0
+    load = np.zeros((prep.k, prep.m))
+    np.add.at(load, cur[has], prep.x[has])
+    safe = np.where(prep.targets > 0, prep.targets, 1.0)
+    rel = (load / safe * prep.w).mean(axis=1)
+    rel[empty] = -np.inf
+    for j in empty.tolist():
+        src = int(np.argmax(rel))
+        members = xyz[has & (cur == src)]
+        if len(members) < 2:
+            # Nothing to split: start where the current centres are farthest away.
+            filled = np.flatnonzero(np.isfinite(rel))
+            d, _ = cKDTree(centres[filled]).query(xyz)
+            centres[j] = xyz[int(np.argmax(d))]
+            rel[j] = 0.0
+            continue
+        keep = centres[src]
+        new = members[int(np.argmax(np.linalg.norm(members - keep, axis=1)))]
+        for _ in range(10):
+            near_new = np.linalg.norm(members - new, axis=1) < np.linalg.norm(members - keep, axis=1)
+            if not near_new.any() or near_new.all():
+                break
+            keep = geometry.normalize(members[~near_new].mean(axis=0)[None, :])[0]
+            new = geometry.normalize(members[near_new].mean(axis=0)[None, :])[0]
+        centres[j] = new
+        rel[src] /= 2.0
+        rel[j] = rel[src]
+    return centres
 
 
 def _transport_rebalance(
@@ -555,9 +590,18 @@ def _transport_rebalance(
         old = np.flatnonzero(~fresh)
         d = np.linalg.norm(state.centres[fresh][:, None, :] - state.centres[old][None, :, :], axis=2)
         by_distance = old[np.argsort(d, axis=1, kind="stable")]
+        # Each neighbour can give what lies between its load and the lower edge: fewer neighbours than
+        # it takes to fill the new territory that way cannot work, so the search starts there.
+        spare = np.maximum(dev + tau, 0.0) * prep.targets
+        need = (1.0 - tau) * prep.targets[fresh]
+        enough = np.cumsum(spare[by_distance], axis=1) >= need[:, None, :]
+        filled = enough.all(axis=2)
+        least = int(np.max(np.where(filled.any(axis=1), filled.argmax(axis=1) + 1, len(old))))
         for size in NEIGHBOURHOODS:
             if size >= len(old):
                 break
+            if size < least and size != NEIGHBOURHOODS[-1]:
+                continue
             allowed = fresh.copy()
             allowed[by_distance[:, :size].ravel()] = True
             ent, dst, slack = transport.plan(state, cand, beta, dw, tau, clock, allowed)
