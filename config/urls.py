@@ -30,3 +30,6 @@ urlpatterns = [
     path("", include("territories.urls")),
     path("", include("territories.scenario_urls")),
 ]
+
+# Under /api/ a path no route matches still answers in the API's JSON error shape.
+handler404 = "integrations.views.not_found"

@@ -23,3 +23,14 @@ def event_emit(event: str, payload: dict) -> None:
     if event not in EVENTS:
         raise ValueError(f"Unknown domain event {event!r}; known: {', '.join(EVENTS)}")
     transaction.on_commit(lambda: domain_event.send(sender=event, event=event, payload=payload))
+
+
+# Internal, not a webhook event: accounts were created (ids). Territories listens and gives them
+# owners in the active plan, so a CRM that pushes a new account can ask who owns it moments later.
+accounts_created = Signal()
+
+
+def accounts_created_emit(account_ids: list[int]) -> None:
+    if account_ids:
+        ids = list(account_ids)
+        transaction.on_commit(lambda: accounts_created.send(sender="accounts", account_ids=ids))

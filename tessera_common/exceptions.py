@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from django.core.exceptions import PermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db import DataError
 from django.http import Http404
 from rest_framework import exceptions, status
 from rest_framework.response import Response
-from rest_framework.views import exception_handler
+from rest_framework.views import exception_handler, set_rollback
 
 from .errors import ApplicationError
 
@@ -23,6 +24,15 @@ def _as_lists(detail) -> dict:
 def api_exception_handler(exc, context):
     if isinstance(exc, ApplicationError):
         return Response({"message": exc.message, "errors": exc.errors}, status=exc.status)
+    if isinstance(exc, DataError):
+        # PostgreSQL refused a value that validation let through (a NUL character in a search, a
+        # number beyond a column's range): the client's input, so a 400 that says so, not a 500.
+        set_rollback()
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        return Response(
+            {"message": f"A value in the request cannot be stored or searched: {reason}", "errors": {}},
+            status=status.HTTP_400_BAD_REQUEST,
+        )
     if isinstance(exc, DjangoValidationError):
         detail = exc.message_dict if hasattr(exc, "error_dict") else {"non_field_errors": exc.messages}
         exc = exceptions.ValidationError(detail)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .env import env_bool, env_db, env_int, env_list, env_str, env_url
+from .env import env_bool, env_db, env_float, env_int, env_list, env_rate, env_str, env_url
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 
@@ -122,7 +122,28 @@ CELERY_BEAT_SCHEDULE = {
         "task": "territories.activate_due_plans",
         "schedule": env_int("TESSERA_PLAN_ACTIVATION_INTERVAL", 3600, minimum=60),
     },
+    # A delivery whose worker died between attempts is sent again (integrations/webhooks.py).
+    "requeue-stalled-webhooks": {
+        "task": "integrations.requeue_stalled_webhooks",
+        "schedule": env_int("TESSERA_WEBHOOK_REQUEUE_INTERVAL", 300, minimum=30),
+    },
+    "check-warning-signs": {
+        "task": "analytics.check_warnings",
+        "schedule": env_int("TESSERA_WARNING_CHECK_INTERVAL", 24 * 3600, minimum=300),
+    },
 }
+# Warning signs (analytics): when a gap, a load or a drift is worth a manager's attention.
+# Attainment gap: best minus worst pacing (booked / expected to date) among sibling territories.
+TESSERA_WARN_ATTAINMENT_GAP = env_float("TESSERA_WARN_ATTAINMENT_GAP", 0.30, minimum=0.0)
+# A rep's yearly selling hours at 1.0 FTE; workload above capacity × this (× the margin) warns.
+TESSERA_HOURS_PER_FTE = env_float("TESSERA_HOURS_PER_FTE", 1600.0, minimum=1.0)
+TESSERA_WARN_CAPACITY_MARGIN = env_float("TESSERA_WARN_CAPACITY_MARGIN", 0.10, minimum=0.0)
+# Balance drift: relative change of a territory's share of a metric since the plan was published.
+TESSERA_WARN_DRIFT_TOLERANCE = env_float("TESSERA_WARN_DRIFT_TOLERANCE", 0.10, minimum=0.0)
+# Unassigned accounts in the active plan: warn from this many on.
+TESSERA_WARN_UNASSIGNED_MIN = env_int("TESSERA_WARN_UNASSIGNED_MIN", 1, minimum=1)
+# Seconds the optimizer may spend on each "a preview moves N% of accounts" figure.
+TESSERA_WARN_PREVIEW_SECONDS = env_float("TESSERA_WARN_PREVIEW_SECONDS", 20.0, minimum=1.0, maximum=600.0)
 
 REST_FRAMEWORK = {
     # Token first: its WWW-Authenticate header makes a request without credentials a 401, not a 403.
@@ -130,7 +151,12 @@ REST_FRAMEWORK = {
         "accounts.authentication.TokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
-    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    # A logged-in user or a token; a token also needs its scope: read for GET, write otherwise,
+    # or the view's own `required_scope` (e.g. "route").
+    "DEFAULT_PERMISSION_CLASSES": ["accounts.permissions.ApiAccess"],
+    # Each API token has its own budget; over it → 429 with Retry-After.
+    "DEFAULT_THROTTLE_CLASSES": ["accounts.throttling.TokenRateThrottle"],
+    "DEFAULT_THROTTLE_RATES": {"token": env_rate("TESSERA_API_TOKEN_RATE", "1200/minute")},
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
     "DEFAULT_PAGINATION_CLASS": "tessera_common.pagination.LimitOffsetPagination",
@@ -142,6 +168,24 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Territory and quota planning for CRM integrations.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    # Swagger UI from static/vendor/swagger-ui (no CDN: /api/docs/ works offline); no validator badge,
+    # which would call validator.swagger.io.
+    "SWAGGER_UI_DIST": "/" + STATIC_URL.strip("/") + "/vendor/swagger-ui",
+    "SWAGGER_UI_FAVICON_HREF": "/" + STATIC_URL.strip("/") + "/vendor/swagger-ui/favicon-32x32.png",
+    "SWAGGER_UI_SETTINGS": {"deepLinking": True, "validatorUrl": None, "persistAuthorization": True},
+    "ENUM_NAME_OVERRIDES": {
+        "WebhookEventEnum": "integrations.choices.WebhookEvent",
+        "WebhookDeliveryStatusEnum": "integrations.choices.DeliveryStatus",
+        "ImportJobStatusEnum": "integrations.choices.ImportStatus",
+        "ImportJobKindEnum": "integrations.choices.ImportKind",
+        "BalanceJobStatusEnum": "territories.choices.JobStatus",
+        "AccountStatusEnum": "accounts.choices.AccountStatus",
+    },
+    # Every operation documents the one error shape {"message", "errors"} as its default response.
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "integrations.openapi.add_error_responses",
+    ],
 }
 
 LOGGING = {

@@ -8,6 +8,7 @@ that a bad value stops start-up with ImproperlyConfigured naming the variable.
 from __future__ import annotations
 
 import os
+import re
 
 import environ
 from django.core.exceptions import ImproperlyConfigured
@@ -52,6 +53,25 @@ def env_int(name: str, default: int, *, minimum: int | None = None) -> int:
     return value
 
 
+def env_float(
+    name: str, default: float, *, minimum: float | None = None, maximum: float | None = None
+) -> float:
+    raw = os.environ.get(name)
+    if raw is None:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name}={raw!r} is not a number.") from None
+    if value != value or value in (float("inf"), float("-inf")):
+        raise ImproperlyConfigured(f"{name}={raw!r} must be a finite number.")
+    if minimum is not None and value < minimum:
+        raise ImproperlyConfigured(f"{name}={raw!r} must be at least {minimum}.")
+    if maximum is not None and value > maximum:
+        raise ImproperlyConfigured(f"{name}={raw!r} must be at most {maximum}.")
+    return value
+
+
 def env_list(name: str, default: list[str]) -> list[str]:
     raw = os.environ.get(name)
     if raw is None:
@@ -79,3 +99,15 @@ def env_url(name: str, default: str, *, schemes: tuple[str, ...]) -> str:
     if not raw.startswith(tuple(f"{s}://" for s in schemes)):
         raise ImproperlyConfigured(f"{name}={raw!r} must start with one of: {', '.join(schemes)}://")
     return raw
+
+
+def env_rate(name: str, default: str) -> str:
+    """A request rate for DRF throttling: '<count>/<second|minute|hour|day>' (also s, min, h, d)."""
+    raw = os.environ.get(name, default)
+    match = re.fullmatch(r"\s*(\d+)\s*/\s*(s|sec|second|m|min|minute|h|hour|d|day)\s*", raw)
+    if match is None or int(match.group(1)) < 1:
+        raise ImproperlyConfigured(
+            f"{name}={raw!r} is not a rate: use <count>/<period> with a count of at least 1 and a "
+            "period of second, minute, hour or day, e.g. 600/minute."
+        )
+    return f"{int(match.group(1))}/{match.group(2)}"
