@@ -185,6 +185,40 @@ def _containing_unit(plan: Plan, location: Point | None) -> tuple[GeoUnit, Terri
     return (best[1].unit, best[1].territory) if best else None
 
 
+# resolve_facts(_unit=...) not given: look the unit up.
+_UNSET: Any = object()
+
+
+def containing_units(plan: Plan, locations: list[Point | None]) -> list[tuple[GeoUnit, Territory] | None]:
+    """`_containing_unit` for many locations in one query (lead routing in batches): for each, the
+    finest assigned unit of `plan` that covers it (equal fineness: the lowest code), or None."""
+    points = [(i, p.x, p.y) for i, p in enumerate(locations) if p is not None]
+    found: list[tuple[GeoUnit, Territory] | None] = [None] * len(locations)
+    if not points:
+        return found
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""SELECT DISTINCT ON (p.i) p.i, ua.unit_id, ua.territory_id
+                FROM unnest(%(i)s::int[], %(x)s::float8[], %(y)s::float8[]) AS p(i, x, y)
+                JOIN {GeoUnit._meta.db_table} u ON ST_Covers(u.geom, ST_SetSRID(ST_MakePoint(p.x, p.y), 4326))
+                JOIN {UnitAssignment._meta.db_table} ua ON ua.unit_id = u.id AND ua.plan_id = %(plan)s
+                ORDER BY p.i, array_position(%(levels)s::text[], u.level::text) DESC NULLS LAST, u.code""",
+            {
+                "i": [i for i, _, _ in points],
+                "x": [x for _, x, _ in points],
+                "y": [y for _, _, y in points],
+                "plan": plan.pk,
+                "levels": _LEVELS_COARSE_TO_FINE,
+            },
+        )
+        rows = cursor.fetchall()
+    units = GeoUnit.objects.defer("geom", "geom_simplified").in_bulk({unit_id for _, unit_id, _ in rows})
+    territories = Territory.objects.in_bulk({territory_id for _, _, territory_id in rows})
+    for i, unit_id, territory_id in rows:
+        found[i] = (units[unit_id], territories[territory_id])
+    return found
+
+
 def resolve_facts(
     *,
     plan: Plan,
@@ -192,6 +226,7 @@ def resolve_facts(
     parent: Account | None = None,
     _rules: list[_CompiledRule] | None = None,
     _depth: int = 0,
+    _unit: Any = _UNSET,
 ) -> Resolution:
     """Resolve an account that may not be stored (a lead): parent, rules, geography, unassigned.
 
@@ -223,7 +258,8 @@ def resolve_facts(
                     f"{territory.code} {territory.name}: {because}."
                 ),
             )
-    found = _containing_unit(plan, facts.get("location"))
+    # `_unit`: the answer of containing_units() for this location, when the caller batched it.
+    found = _containing_unit(plan, facts.get("location")) if _unit is _UNSET else _unit
     if found is not None:
         unit, territory = found
         return Resolution(
@@ -242,7 +278,9 @@ def resolve_facts(
     return Resolution(territory=None, step=STEP_UNASSIGNED, explanation=f"Unassigned: {why}")
 
 
-def _resolve(*, plan: Plan, account: Account, rules: list[_CompiledRule], depth: int) -> Resolution:
+def _resolve(
+    *, plan: Plan, account: Account, rules: list[_CompiledRule], depth: int, unit: Any = _UNSET
+) -> Resolution:
     locked = (
         AccountAssignment.objects.filter(plan=plan, account=account, role=AssignmentRole.PRIMARY, locked=True)
         .select_related("territory")
@@ -260,7 +298,9 @@ def _resolve(*, plan: Plan, account: Account, rules: list[_CompiledRule], depth:
             ),
         )
     parent = account.parent if account.parent_id and _family_reaches_root(account) else None
-    return resolve_facts(plan=plan, facts=account_facts(account), parent=parent, _rules=rules, _depth=depth)
+    return resolve_facts(
+        plan=plan, facts=account_facts(account), parent=parent, _rules=rules, _depth=depth, _unit=unit
+    )
 
 
 def _family_reaches_root(account: Account) -> bool:
@@ -277,9 +317,14 @@ def _family_reaches_root(account: Account) -> bool:
     return parent_id is None
 
 
-def resolve_account(*, plan: Plan, account: Account) -> Resolution:
-    """Which territory owns `account` in `plan`, and why (the full resolution order)."""
-    return _resolve(plan=plan, account=account, rules=_compile_rules(plan), depth=0)
+def resolve_account(
+    *, plan: Plan, account: Account, _rules: list[_CompiledRule] | None = None, _unit: Any = _UNSET
+) -> Resolution:
+    """Which territory owns `account` in `plan`, and why (the full resolution order).
+    `_rules`: the plan's rules already compiled (lead routing reuses them across requests);
+    `_unit`: containing_units()'s answer for the account's location (batches)."""
+    rules = _compile_rules(plan) if _rules is None else _rules
+    return _resolve(plan=plan, account=account, rules=rules, depth=0, unit=_unit)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -315,19 +360,26 @@ class MaterializeResult:
 
 @transaction.atomic
 def plan_materialize(
-    *, plan: Plan, actor=None, progress: Callable[[int, str], None] | None = None
+    *,
+    plan: Plan,
+    actor=None,
+    progress: Callable[[int, str], None] | None = None,
+    batch: uuid.UUID | None = None,
+    only_unowned: bool = False,
 ) -> MaterializeResult:
     """Rebuild every unlocked primary assignment of `plan` from its locks, families, rules and
     geography, in SQL. Each account that moves from one owner to another (in the active plan: whose
     owner changes at all) gets a Change row; one summary Change describes the run. Bumps the plan
-    version."""
+    version. `only_unowned` gives owners to accounts that have none and leaves every other
+    assignment as it is (new accounts from a CRM; the planner's moves stay)."""
     started = time.perf_counter()
     report = progress or (lambda percent, message: None)
     plan = Plan.objects.select_for_update().get(pk=plan.pk)
     compiled = _compile_rules(plan)
     account_table = Account._meta.db_table
     assignment_table = AccountAssignment._meta.db_table
-    batch = uuid.uuid4()
+    # A caller that already recorded part of an edit (a unit move) passes its batch: one undo step.
+    batch = batch or uuid.uuid4()
 
     with connection.cursor() as cursor:
         report(5, "Snapshotting current owners")
@@ -442,6 +494,20 @@ def plan_materialize(
                SELECT account_id, territory_id, source, rule_id, unit_id, false FROM tessera_mat_own
                ON CONFLICT (account_id) DO NOTHING"""
         )
+        if only_unowned:
+            # Everyone who has an owner keeps exactly that row: the writes below then touch only the
+            # accounts without one.
+            cursor.execute(
+                """DELETE FROM tessera_mat_final f USING tessera_mat_old o
+                   WHERE f.account_id = o.account_id AND o.territory_id IS NOT NULL"""
+            )
+            cursor.execute(
+                f"""INSERT INTO tessera_mat_final
+                    SELECT account_id, territory_id, source, rule_id, unit_id, locked
+                    FROM {assignment_table} WHERE plan_id = %s AND role = %s
+                    ON CONFLICT (account_id) DO NOTHING""",
+                [plan.pk, AssignmentRole.PRIMARY],
+            )
         report(85, "Writing assignments")
         # Touch only what differs: a rebuild after a small edit rewrites a handful of rows, not all.
         cursor.execute(

@@ -7,7 +7,10 @@ sees nothing. Views and viewsets never filter for permissions themselves."""
 from __future__ import annotations
 
 import datetime as dt
+import json
 
+from django.contrib.gis.db.models.functions import AsGeoJSON
+from django.contrib.gis.geos import Polygon
 from django.db import connection
 from django.db.models import Count, Q, QuerySet, Sum
 from django.utils import timezone
@@ -15,7 +18,7 @@ from django.utils import timezone
 from accounts.models import Account, Rep
 
 from .choices import AssignmentRole, PlanStatus
-from .models import AccountAssignment, Plan, Territory
+from .models import AccountAssignment, GeoUnit, Plan, Territory, UnitAssignment
 
 
 def _subtree_ids(root_ids: list[int]) -> list[int]:
@@ -54,13 +57,16 @@ def visible_territory_ids(*, user, plan: Plan) -> list[int] | None:
 def plan_active_on(*, date: dt.date | None = None) -> Plan | None:
     """The plan in effect on `date` (today by default)."""
     date = date or timezone.localdate()
-    return (
-        Plan.objects.filter(status__in=[PlanStatus.ACTIVE, PlanStatus.ARCHIVED], effective_from__lte=date)
-        .filter(Q(effective_to__isnull=True) | Q(effective_to__gt=date))
-        .exclude(published_at__isnull=True)
-        .order_by("-effective_from")
-        .first()
+    # Written out rather than built with the ORM: lead routing asks this on every request, and
+    # compiling the equivalent queryset costs several times the query itself.
+    plans = Plan.objects.raw(
+        f"""SELECT * FROM {Plan._meta.db_table}
+            WHERE status IN (%s, %s) AND published_at IS NOT NULL AND effective_from <= %s
+              AND (effective_to IS NULL OR effective_to > %s)
+            ORDER BY effective_from DESC, id DESC LIMIT 1""",
+        [PlanStatus.ACTIVE, PlanStatus.ARCHIVED, date, date],
     )
+    return next(iter(plans), None)
 
 
 def plan_list(*, user) -> QuerySet[Plan]:
@@ -157,3 +163,99 @@ def plan_summaries(*, user) -> list[dict]:
             }
         )
     return summaries
+
+
+def rule_list(*, user, plan: Plan) -> QuerySet:
+    """A plan's assignment rules the user may see: all for planners; for others, the rules that send
+    accounts to a territory in their scope."""
+    from .models import AssignmentRule
+
+    rules = AssignmentRule.objects.filter(plan=plan).select_related("territory").order_by("priority", "id")
+    ids = visible_territory_ids(user=user, plan=plan)
+    return rules if ids is None else rules.filter(territory_id__in=ids)
+
+
+def assignment_list(*, user, plan: Plan) -> QuerySet[AccountAssignment]:
+    """The plan's account assignments (primary and overlay) owned by territories the user may see."""
+    assignments = (
+        AccountAssignment.objects.filter(plan=plan)
+        .select_related("account", "territory")
+        .only(
+            "id",
+            "account_id",
+            "account__external_id",
+            "account__name",
+            "territory_id",
+            "territory__code",
+            "role",
+            "source",
+            "locked",
+            "rule_id",
+            "unit_id",
+        )
+        .order_by("account_id", "role", "id")
+    )
+    ids = visible_territory_ids(user=user, plan=plan)
+    return assignments if ids is None else assignments.filter(territory_id__in=ids)
+
+
+GEOUNIT_DEFAULT_LIMIT = 2000
+GEOUNIT_MAX_LIMIT = 5000
+
+
+def geounit_features(
+    *,
+    user,
+    level: str | None = None,
+    bbox: list[float] | None = None,
+    code: str | None = None,
+    plan: Plan | None = None,
+    limit: int = GEOUNIT_DEFAULT_LIMIT,
+) -> dict:
+    """Geography units as a GeoJSON FeatureCollection of their simplified outlines, ordered by level
+    and code, at most `limit` (then `truncated` is true: narrow the bounding box). With `plan`, each
+    unit's territory there, when the user may see that territory."""
+    units = GeoUnit.objects.defer("geom", "geom_simplified").annotate(
+        geojson=AsGeoJSON("geom_simplified", precision=5)
+    )
+    if level:
+        units = units.filter(level=level)
+    if code:
+        units = units.filter(code=code)
+    if bbox:
+        units = units.filter(geom_simplified__bboverlaps=Polygon.from_bbox(tuple(bbox)))
+    rows = list(units.order_by("level", "code")[: limit + 1])
+    truncated = len(rows) > limit
+    rows = rows[:limit]
+    owners: dict[int, dict] = {}
+    if plan is not None and rows:
+        ids = visible_territory_ids(user=user, plan=plan)
+        assignments = UnitAssignment.objects.filter(plan=plan, unit_id__in=[u.pk for u in rows])
+        if ids is not None:
+            assignments = assignments.filter(territory_id__in=ids)
+        for unit_id, territory_id, territory_code, color, locked in assignments.values_list(
+            "unit_id", "territory_id", "territory__code", "territory__color", "locked"
+        ):
+            owners[unit_id] = {"id": territory_id, "code": territory_code, "color": color, "locked": locked}
+    features = []
+    for unit in rows:
+        properties = {
+            "id": unit.pk,
+            "level": unit.level,
+            "code": unit.code,
+            "name": unit.name,
+            "parent_id": unit.parent_id,
+            "area_sq_km": round(unit.area_sq_km, 1),
+            "attributes": unit.attributes,
+        }
+        if plan is not None:
+            properties["territory"] = owners.get(unit.pk)
+        features.append(
+            {
+                "type": "Feature",
+                "id": unit.pk,
+                "geometry": json.loads(unit.geojson) if unit.geojson else None,
+                "properties": properties,
+            }
+        )
+    return {"type": "FeatureCollection", "features": features, "truncated": truncated}

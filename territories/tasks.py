@@ -48,3 +48,16 @@ def balance_plan(self, job_id: int) -> dict:
         raise self.retry(exc=exc, countdown=5) from exc
     job = balance_job_run(job=job)
     return {"job": job.pk, "status": job.status, "produced_plan": job.produced_plan_id}
+
+
+@shared_task(name="territories.assign_unowned_accounts")
+def assign_unowned_accounts() -> dict | None:
+    """Owners in the active plan for accounts that have none (queued after accounts are created)."""
+    from django.core.cache import cache
+
+    cache.delete(ASSIGN_PENDING_KEY)
+    result = services.accounts_assign_unowned()
+    return result.as_dict() if result is not None else None
+
+
+ASSIGN_PENDING_KEY = "tessera:assign-unowned-pending"

@@ -1,3 +1,9 @@
+from django.urls import path
+
+from .review_views import PlanCommentsView
+
 app_name = "review-api"
 
-urlpatterns: list = []
+urlpatterns = [
+    path("plans/<int:pk>/comments/", PlanCommentsView.as_view(), name="plan-comments"),
+]
