@@ -5,7 +5,16 @@ from __future__ import annotations
 from django.contrib import admin
 from django.db.models import Count
 
-from .models import Booking, FiscalPeriod, Quota, QuotaPlan
+from .models import (
+    ActivityGoal,
+    Booking,
+    FiscalPeriod,
+    Quota,
+    QuotaAdjustment,
+    QuotaChange,
+    QuotaPlan,
+    QuotaRelief,
+)
 
 
 @admin.register(FiscalPeriod)
@@ -61,3 +70,73 @@ class BookingAdmin(admin.ModelAdmin):
     autocomplete_fields = ("rep",)
     readonly_fields = ("created", "updated")
     show_full_result_count = False
+
+
+@admin.register(QuotaAdjustment)
+class QuotaAdjustmentAdmin(admin.ModelAdmin):
+    """Adjustments are decided on /quotas/<id>/ (the approval rules live in the services), so the
+    admin only shows them."""
+
+    list_display = ("pk", "quota_plan", "component", "period", "amount", "status", "proposed_by", "approver")
+    list_filter = ("status", "component")
+    list_select_related = ("quota_plan", "period", "proposed_by", "approver")
+    search_fields = ("reason",)
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(QuotaRelief)
+class QuotaReliefAdmin(admin.ModelAdmin):
+    list_display = (
+        "quota_plan",
+        "account_external_id",
+        "from_code",
+        "to_code",
+        "effective_from",
+        "total",
+        "status",
+    )
+    list_filter = ("status", "event")
+    search_fields = ("account_external_id", "account_name", "from_code", "to_code")
+    list_select_related = ("quota_plan",)
+    show_full_result_count = False
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(QuotaChange)
+class QuotaChangeAdmin(admin.ModelAdmin):
+    """The append-only history: read-only here."""
+
+    list_display = ("at", "quota_plan", "kind", "territory_code", "rep_name", "component", "period",
+                    "old_amount", "new_amount", "actor")  # fmt: skip
+    list_filter = ("kind", "component")
+    search_fields = ("territory_code", "rep_name", "reason")
+    list_select_related = ("quota_plan", "period", "actor")
+    show_full_result_count = False
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(ActivityGoal)
+class ActivityGoalAdmin(admin.ModelAdmin):
+    list_display = ("quota_plan", "territory", "metric", "target", "set_by", "updated")
+    list_filter = ("metric",)
+    list_select_related = ("quota_plan", "territory", "set_by")
+    raw_id_fields = ("territory",)
+    readonly_fields = ("created", "updated")
