@@ -64,6 +64,16 @@ DEFAULT_TERRITORIES = 40
 DEFAULT_CITIES_PATH = Path(settings.BASE_DIR) / "data" / "demo" / "us_cities.csv.gz"
 STARTER_PLAN_NAME = "FY{year} Starter plan"
 _STARTER_PLAN_RE = r"^FY[0-9]{4} Starter plan$"
+DEMO_QUOTA_PLAN_NAME = "FY{year} demo quotas"
+_DEMO_QUOTA_PLAN_RE = r"^FY[0-9]{4} demo quotas$"
+# The demo's company target: last year's bookings per component grown by this much.
+DEMO_QUOTA_GROWTH = Decimal("1.10")
+# Activity and retention goals of every demo territory, kept beside its quota.
+DEMO_GOALS = {
+    "calls_per_week": Decimal("40"),
+    "meetings_per_week": Decimal("8"),
+    "retention_rate": Decimal("0.9"),
+}
 
 REGIONS = {"NE": "Northeast", "MW": "Midwest", "S": "South", "W": "West"}
 REGION_SLUGS = {"NE": "northeast", "MW": "midwest", "S": "south", "W": "west"}
@@ -151,7 +161,10 @@ NAME_SUFFIXES = ["Inc.", "LLC", "Co.", "Group", "Corp.", ""]
 SEGMENTS = [Segment.SMB, Segment.MID_MARKET, Segment.ENTERPRISE]
 SEGMENT_WEIGHTS = [0.70, 0.22, 0.08]
 SEGMENT_EMPLOYEES = [(25, 1, 199), (450, 200, 1999), (5000, 2000, 200_000)]
-SEGMENT_HOURS = [10.0, 40.0, 150.0]
+# Yearly selling hours per account: with ~500 accounts a territory (20,000 over 40), a full-time rep
+# carries about 1,450 hours, near the 1,600 a year of TESSERA_HOURS_PER_FTE, so the capacity warning
+# picks out the overloaded territories and part-time reps rather than everyone.
+SEGMENT_HOURS = [1.0, 4.0, 15.0]
 SEGMENT_STATUS = [(0.30, 0.60, 0.10), (0.40, 0.50, 0.10), (0.55, 0.38, 0.07)]
 SEGMENT_UPSELLS = [0.5, 1.5, 4.0]
 SEGMENT_CONTRACTS = [1, 2, 4]  # renewing contracts (product lines) a customer of the segment holds
@@ -431,7 +444,7 @@ def generate_accounts(
     wallet_share = rng.beta(2.0, 3.0, n)
     revenue = np.where(status == 0, np.round(potential * wallet_share, 2), 0.0)
 
-    workload = np.round(np.array(SEGMENT_HOURS)[segment] * rng.lognormal(0.0, 0.3, n), 1)
+    workload = np.round(np.array(SEGMENT_HOURS)[segment] * rng.lognormal(0.0, 0.3, n), 2)
 
     lead_names = list(LEAD_SOURCES)
     lead_weights = np.array(list(LEAD_SOURCES.values()))
@@ -926,6 +939,11 @@ def build_starter_plan(
             bar.update(max(0, percent - bar.n))
 
         materialized = plan_materialize(plan=plan, actor=None, progress=progress).as_dict()
+    if status == PlanStatus.ACTIVE:
+        # Published once built: ownership on a date before publication is the owner at publication
+        # (territories.ownership), so the materialization must not count as moves after it.
+        plan.published_at = timezone.now()
+        plan.save(update_fields=["published_at", "updated"])
     leaf_pot = np.array(layout.leaf_potential)
     figures = {
         "status": status,
@@ -1201,6 +1219,64 @@ def _insert_bookings(
 
 
 # ---------------------------------------------------------------------------------------------------
+# Quotas
+
+
+def ensure_quota_plan(*, plan: Plan, year: int) -> tuple[QuotaPlan | None, str]:
+    """An active FY quota plan on the starter plan, allocated by quotas' own service (a blend of
+    potential and last year's bookings) from a company target of last year's bookings plus growth,
+    with activity and retention goals on every territory. Kept as it is when it exists."""
+    from quotas.choices import AllocationMethod, QuotaPlanStatus
+    from quotas.services import (
+        activity_goal_set,
+        quota_plan_allocate,
+        quota_plan_create,
+        quota_plan_transition,
+    )
+
+    name = DEMO_QUOTA_PLAN_NAME.format(year=year)
+    existing = QuotaPlan.objects.filter(territory_plan=plan, name=name).first()
+    if existing is not None:
+        return existing, ""
+    if plan.status != PlanStatus.ACTIVE:
+        return None, "The starter plan is not active: no demo quota plan was made."
+    fiscal_year = FiscalPeriod.objects.filter(kind=PeriodKind.YEAR, name=f"FY{year}").first()
+    if fiscal_year is None:
+        return None, f"No fiscal year FY{year}: no demo quota plan was made."
+    last_year = Booking.objects.filter(
+        external_id__startswith=f"{DEMO_PREFIX}B", booked_on__year=year - 1
+    ).values("component")
+    totals = {row["component"]: row["total"] for row in last_year.annotate(total=models.Sum("amount"))}
+    if not any(totals.values()):
+        return (
+            None,
+            f"No demo bookings in {year - 1} to set FY{year} targets from: no demo quota plan was made.",
+        )
+    targets = {
+        c.value: (Decimal(totals.get(c.value) or 0) * DEMO_QUOTA_GROWTH / 1000).quantize(Decimal("1")) * 1000
+        for c in Component
+    }
+    planner = User.objects.filter(username="planner").first()
+    quota_plan = quota_plan_create(
+        name=name, territory_plan=plan, fiscal_year=fiscal_year, targets=targets, actor=planner
+    )
+    quota_plan_allocate(quota_plan=quota_plan, method=AllocationMethod.BLEND, blend_weight=0.5, actor=planner)
+    quota_plan_transition(quota_plan=quota_plan, status=QuotaPlanStatus.APPROVED, actor=planner)
+    quota_plan = quota_plan_transition(quota_plan=quota_plan, status=QuotaPlanStatus.ACTIVE, actor=planner)
+    if planner is not None:
+        for territory in Territory.objects.filter(plan=plan, children__isnull=True).order_by("code"):
+            for metric, target in DEMO_GOALS.items():
+                activity_goal_set(
+                    quota_plan=quota_plan, territory=territory, metric=metric, target=target, actor=planner
+                )
+    total = sum(targets.values())
+    return (
+        quota_plan,
+        f"Quota plan '{name}': company target {total:,.0f} (last year's bookings + 10%), allocated.",
+    )
+
+
+# ---------------------------------------------------------------------------------------------------
 # Reset and the entry point
 
 
@@ -1237,15 +1313,20 @@ def _delete_many(queryset) -> int:
 def demo_reset() -> dict[str, int]:
     """Delete the demo rows: starter plans (with their territories and assignments), bookings,
     accounts and reps whose external id starts with DEMO-. Logins and fiscal periods stay."""
+    demo_quota_plans = QuotaPlan.objects.filter(
+        territory_plan__in=starter_plans(), name__regex=_DEMO_QUOTA_PLAN_RE
+    )
     blocking = list(
-        QuotaPlan.objects.filter(territory_plan__in=starter_plans()).values_list("name", flat=True)
+        QuotaPlan.objects.filter(territory_plan__in=starter_plans())
+        .exclude(pk__in=demo_quota_plans.values("pk"))
+        .values_list("name", flat=True)
     )
     if blocking:
         raise ApplicationError(
             "Quota plans are built on the starter plan; delete them before --reset.",
             {"quota_plans": blocking},
         )
-    counts = {}
+    counts = {"quota_plans": demo_quota_plans.delete()[1].get("quotas.QuotaPlan", 0)}
     try:
         counts["plans"] = starter_plans().delete()[1].get("territories.Plan", 0)
     except ProtectedError as exc:  # pragma: no cover - a model added later that protects plans
@@ -1275,6 +1356,7 @@ class DemoSummary:
     reset: dict = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    quota_plan: QuotaPlan | None = None
 
 
 def demo_load(
@@ -1347,6 +1429,10 @@ def demo_load(
             summary.bookings_created = _insert_bookings(
                 bookings, spec, today=today, plan=plan, show_progress=show_progress
             )
+        with clock("quotas"):
+            summary.quota_plan, quota_note = ensure_quota_plan(plan=plan, year=today.year)
+        if quota_note:
+            summary.notes.append(quota_note)
         summary.accounts_total = Account.objects.filter(external_id__startswith=f"{DEMO_PREFIX}A").count()
         summary.bookings_total = Booking.objects.filter(external_id__startswith=f"{DEMO_PREFIX}B").count()
     return summary

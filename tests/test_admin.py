@@ -41,9 +41,15 @@ from territories.models import (
 from tessera_common.widgets import OfflineMapWidget
 
 REPO = Path(settings.BASE_DIR)
-PROJECT_APPS = ("accounts", "territories", "quotas", "analytics")
+PROJECT_APPS = ("accounts", "territories", "quotas", "analytics", "integrations")
 # Admins with no add page: the change log is append-only, balance jobs come from the balance service.
 NO_ADD_PAGE = {"territories.Change", "territories.BalanceJob"}
+# Quota adjustments, relief and history come from the quota services only.
+NO_ADD_PAGE |= {"quotas.QuotaAdjustment", "quotas.QuotaRelief", "quotas.QuotaChange"}
+NO_ADD_PAGE |= {"integrations.WebhookDelivery", "integrations.ImportJob"}
+# Warning signs, check runs, snapshots and caches come from the analytics services only.
+NO_ADD_PAGE |= {"analytics.WarningSign", "analytics.WarningCheck", "analytics.PlanBalanceSnapshot"}
+NO_ADD_PAGE |= {"analytics.ReadCache"}
 # Anything that would make a page fetch from another host.
 EXTERNAL_MARKERS = ("cdn", "openstreetmap", "//unpkg", "jsdelivr", "earthdata")
 EXTERNAL_ASSET = re.compile(r"""<(?:script|link|img|iframe)\b[^>]*\b(?:src|href)=["']?(?:https?:)?//""", re.I)
@@ -175,13 +181,63 @@ def objects(admin_user) -> dict[type, object]:
         rep=rep,
     )
     comment = PlanComment.objects.create(plan=plan, author=admin_user, territory=leaf, body="Looks fair.")
+    from quotas.models import ActivityGoal, QuotaAdjustment, QuotaChange, QuotaRelief
+
+    quota_rows = [
+        QuotaAdjustment.objects.create(
+            quota_plan=quota_plan, component=Component.NEW_BUSINESS, period=quarter, parent_territory=region,
+            from_territory=leaf, to_territory=leaf, amount=Decimal("10"), reason="x", proposed_by=admin_user,
+        ),
+        QuotaRelief.objects.create(
+            quota_plan=quota_plan, event="assignment.changed", batch="b1", account=account,
+            account_external_id="ADM-ACC-1", account_name="Acme Rockies", from_code="W-1", to_code="W-1",
+            effective_from=dt.date(2041, 2, 1), status="applied", reason="test",
+        ),
+        QuotaChange.objects.create(
+            quota_plan=quota_plan, kind="adjustment", period=quarter, territory=leaf, territory_code="W-1",
+            component=Component.NEW_BUSINESS, old_amount=Decimal(1), new_amount=Decimal(2), actor=admin_user,
+        ),
+        ActivityGoal.objects.create(quota_plan=quota_plan, territory=leaf, metric="calls_per_week", target=4),
+    ]  # fmt: skip
+    from integrations.models import ImportJob, WebhookDelivery, WebhookSubscription
+
+    hook = WebhookSubscription.objects.create(
+        owner=admin_user, url="https://crm.example.com/hook", events=["plan.published"], secret="s" * 20
+    )
+    integration_rows = [
+        hook,
+        WebhookDelivery.objects.create(subscription=hook, event="plan.published", payload={"id": "x"}),
+        ImportJob.objects.create(kind="accounts", file_name="a.csv", created_by=admin_user),
+    ]
     group = Group.objects.create(name="Planners")
     rows = [
         rep_user, token, postal, county, account, rep, plan, leaf, membership, rule,
         RulePostalCode.objects.filter(rule=rule).first(), account_assignment, unit_assignment, job, change,
-        quarter, quota_plan, quota, booking, group, comment,
+        quarter, quota_plan, quota, booking, group, comment, *quota_rows, *integration_rows,
+        *_analytics_rows(plan),
     ]  # fmt: skip
     return {type(row): row for row in rows} | {"state": state}
+
+
+def _analytics_rows(plan) -> list:
+    from django.utils import timezone
+
+    from analytics.models import PlanBalanceSnapshot, ReadCache, WarningCheck, WarningSign
+
+    now = timezone.now()
+    return [
+        PlanBalanceSnapshot.objects.create(plan=plan, taken_at=now, source="publish", figures={}),
+        WarningCheck.objects.create(trigger="manual"),
+        WarningSign.objects.create(
+            kind="unassigned_accounts",
+            key="admin-test",
+            plan=plan,
+            title="3 accounts",
+            first_seen=now,
+            last_seen=now,
+        ),
+        ReadCache.objects.create(key="credits:admin-test", snapshot="1:1:", value=[]),
+    ]
 
 
 REGISTERED = sorted(admin.site._registry, key=model_label)

@@ -274,7 +274,7 @@ def test_account_mix_is_plausible(geography):
         )
         for s in ("smb", "mid_market", "enterprise")
     }
-    assert 7 < hours["smb"] < 13 and 30 < hours["mid_market"] < 50 and 110 < hours["enterprise"] < 190
+    assert 0.7 < hours["smb"] < 1.3 and 3 < hours["mid_market"] < 5 and 11 < hours["enterprise"] < 19
     assert len(set(accounts.values_list("industry", flat=True))) == 10
     assert accounts.filter(lead_source="").count() == 0
 
@@ -447,3 +447,31 @@ def test_command_prints_summary_and_logins(geography):
     assert "Accounts: 200 created" in text
     assert "manager.west" in text and demo.DEMO_PASSWORD in text
     assert Account.objects.filter(external_id__startswith="DEMO-A").count() == 200
+
+
+def test_demo_quota_plan_and_a_populated_manager_dashboard(geography):
+    from analytics import selectors
+    from quotas.models import ActivityGoal, Quota
+
+    summary = _load(geography)
+    quota_plan = QuotaPlan.objects.get(name="FY2026 demo quotas")
+    assert summary.quota_plan == quota_plan and quota_plan.status == "active"
+    leaves = Territory.objects.filter(plan=quota_plan.territory_plan, children__isnull=True)
+    assert Quota.objects.filter(quota_plan=quota_plan, territory__in=leaves, period__kind="month").exists()
+    assert ActivityGoal.objects.filter(quota_plan=quota_plan).count() == 3 * leaves.count()
+
+    window = selectors.period_window(period="ytd", as_of=TODAY)
+    west = User.objects.get(username="manager.west")
+    report = selectors.attainment_report(user=west, window=window)
+    assert report["parent"]["code"] == "W" and report["quota_plan"]["id"] == quota_plan.pk
+    assert {r["code"] for r in report["rows"]} == {"W-MTN", "W-PAC"}
+    totals = report["totals"]
+    assert totals["booked"] > 0 and totals["quota"] > 0
+    assert totals["attainment"] is not None and totals["pacing"] is not None
+    # Every 2026 booking is credited: the plan was published after it was built.
+    planner = selectors.attainment_report(user=User.objects.get(username="planner"), window=window)
+    assert planner["uncredited"]["bookings"] == 0
+    assert planner["totals"]["bookings"] == Booking.objects.filter(booked_on__year=2026).count()
+    # A second run keeps the quota plan.
+    assert _load(geography).quota_plan == quota_plan
+    assert QuotaPlan.objects.count() == 1

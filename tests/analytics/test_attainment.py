@@ -1,0 +1,279 @@
+"""Attainment: crediting by ownership on the booking date, roll-up, quotas, pacing, scoping."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+from analytics import selectors
+from quotas.models import Quota
+from territories.models import AccountAssignment
+from territories.services import plan_clone
+from tessera_common.errors import ApplicationError
+
+from .conftest import AS_OF, book, publish
+
+pytestmark = pytest.mark.django_db
+
+
+def rows_by_code(report):
+    return {r["code"] if r["kind"] == "territory" else r["name"]: r for r in report["rows"]}
+
+
+def test_planner_sees_regions_with_rolled_up_bookings_quota_and_pacing(sales):
+    window = selectors.period_window(period="ytd", as_of=AS_OF)
+    report = selectors.attainment_report(user=sales.world.planner, window=window)
+    rows = rows_by_code(report)
+    assert set(rows) == {"E", "W"}
+    assert rows["W"]["booked"] == 10500 and rows["E"]["booked"] == 12000
+    assert rows["W"]["quota"] == 24000  # two leaves × 12 × 1,000
+    assert rows["W"]["attainment"] == pytest.approx(10500 / 24000)
+    # 30 June: six full months of 1,000 for each of two leaves are expected.
+    assert rows["W"]["expected"] == pytest.approx(12000)
+    assert rows["W"]["pacing"] == pytest.approx(10500 / 12000)
+    assert report["totals"]["booked"] == 22500
+    assert report["uncredited"] == {"amount": 0.0, "bookings": 0}
+    assert report["period"]["start"] == "2026-01-01" and report["period"]["as_of"] == "2026-06-30"
+
+
+def test_quarter_and_month_windows_cut_bookings_and_quota(sales):
+    q2 = selectors.period_window(period="quarter", as_of=dt.date(2026, 5, 31))
+    report = selectors.attainment_report(user=sales.world.planner, window=q2, level="territory")
+    rows = rows_by_code(report)
+    assert rows["W-T1"]["booked"] == 4500  # only the May booking
+    assert rows["W-T1"]["quota"] == 3000
+    # Through 31 May: April and May in full.
+    assert rows["W-T1"]["expected"] == pytest.approx(2000)
+    month = selectors.period_window(period="month", as_of=dt.date(2026, 2, 14))
+    rows = rows_by_code(
+        selectors.attainment_report(user=sales.world.planner, window=month, level="territory")
+    )
+    assert rows["W-T1"]["booked"] == 4500 and rows["W-T1"]["quota"] == 1000
+    assert rows["W-T1"]["expected"] == pytest.approx(1000 * 14 / 28)
+
+
+def test_pacing_follows_monthly_seasonality(sales):
+    leaf = sales.world.leaves["E-T1"]
+    # Back-load E-T1: nothing expected in the first half, everything in the second.
+    Quota.objects.filter(
+        quota_plan=sales.quota_plan, territory=leaf, period__start__lt=dt.date(2026, 7, 1)
+    ).update(amount=0)
+    window = selectors.period_window(period="ytd", as_of=AS_OF)
+    rows = rows_by_code(
+        selectors.attainment_report(user=sales.world.planner, window=window, level="territory")
+    )
+    assert rows["E-T1"]["expected"] == 0
+    assert rows["E-T1"]["pacing"] is None
+    assert rows["E-T2"]["expected"] == pytest.approx(6000)
+
+
+def test_manager_sees_only_their_subtree_and_starts_inside_it(sales):
+    window = selectors.period_window(period="ytd", as_of=AS_OF)
+    report = selectors.attainment_report(user=sales.world.manager_west, window=window)
+    assert report["parent"]["code"] == "W"
+    assert [r["code"] for r in report["rows"]] == ["W-D1"]
+    assert report["uncredited"] is None  # a planner's figure
+    reps = selectors.attainment_report(user=sales.world.manager_west, window=window, level="rep")
+    assert sorted(r["name"] for r in reps["rows"]) == ["Rep W-T1", "Rep W-T2"]
+    with pytest.raises(ApplicationError) as exc:
+        selectors.attainment_report(
+            user=sales.world.manager_west, window=window, territory_id=sales.world.east.pk
+        )
+    assert exc.value.status == 404
+
+
+def test_rep_sees_only_their_own_row(sales):
+    window = selectors.period_window(period="ytd", as_of=AS_OF)
+    report = selectors.attainment_report(user=sales.world.rep_user, window=window, level="rep")
+    assert [r["name"] for r in report["rows"]] == ["Rep E-T1"]
+    assert report["rows"][0]["booked"] == 6000 and report["rows"][0]["quota"] == 12000
+
+
+def test_outsider_sees_nothing(sales):
+    window = selectors.period_window(period="ytd", as_of=AS_OF)
+    report = selectors.attainment_report(user=sales.world.outsider, window=window)
+    assert report["rows"] == []
+
+
+def test_drill_to_leaf_lists_reps_with_shares_and_accounts(sales):
+    from tests.factories import RepFactory, add_member
+
+    leaf = sales.world.leaves["W-T1"]
+    overlay = RepFactory(name="Overlay West")
+    add_member(leaf, overlay, role="overlay", share="0.5")
+    window = selectors.period_window(period="ytd", as_of=AS_OF)
+    report = selectors.attainment_report(user=sales.world.manager_west, window=window, territory_id=leaf.pk)
+    rows = rows_by_code(report)
+    assert rows["Rep W-T1"]["booked"] == 9000
+    assert rows["Overlay West"]["booked"] == 4500 and rows["Overlay West"]["quota"] is None
+    accounts = selectors.attainment_accounts(
+        user=sales.world.manager_west, window=window, territory_id=leaf.pk, rep_id=overlay.pk
+    )
+    assert accounts["total_accounts"] == 2 and accounts["booked"] == 4500
+    assert {a["name"] for a in accounts["accounts"]} == {"W-T1 account 1", "W-T1 account 2"}
+
+
+def test_booking_goes_to_the_owner_on_its_date_across_a_mid_period_publish(sales):
+    """An account moves from W-T1 to W-T2 in a plan published on 1 April: its March booking stays
+    with W-T1, its April one goes to W-T2."""
+    world = sales.world
+    moved = world.accounts["W-T1"][0]
+    new_plan = plan_clone(plan=sales.plan, name="From April")
+    publish(sales.plan, dt.date(2026, 1, 1), dt.date(2026, 4, 1))
+    publish(new_plan, dt.date(2026, 4, 1))
+    AccountAssignment.objects.filter(plan=new_plan, account=moved).update(
+        territory=new_plan.territories.get(code="W-T2")
+    )
+    book(moved, 700, dt.date(2026, 3, 31))
+    book(moved, 300, dt.date(2026, 4, 1))
+    window = selectors.period_window(period="ytd", as_of=AS_OF)
+    report = selectors.attainment_report(user=world.planner, window=window, level="territory")
+    rows = rows_by_code(report)
+    # Shown in the plan in effect now; quotas (on the old plan's territories) matched by code.
+    assert report["plan"]["id"] == new_plan.pk
+    assert rows["W-T1"]["booked"] == 9000 + 700
+    assert rows["W-T2"]["booked"] == 1500 + 300
+    assert rows["W-T1"]["quota"] == 12000
+    assert {p["id"] for p in report["crediting_plans"]} == {sales.plan.pk, new_plan.pk}
+    # The same with the manager of West, whose region is a territory of both plans.
+    new_plan.territories.filter(code="W").update(manager=world.manager_west)
+    mine = rows_by_code(
+        selectors.attainment_report(user=world.manager_west, window=window, level="territory")
+    )
+    assert set(mine) == {"W-T1", "W-T2"}
+    assert mine["W-T1"]["booked"] == 9700 and mine["W-T2"]["booked"] == 1800
+
+
+def test_bookings_before_any_plan_are_uncredited(sales):
+    book(sales.world.accounts["E-T1"][0], 50, dt.date(2026, 1, 2))
+    publish(sales.plan, dt.date(2026, 1, 5))
+    window = selectors.period_window(period="ytd", as_of=AS_OF)
+    report = selectors.attainment_report(user=sales.world.planner, window=window)
+    assert report["uncredited"] == {"amount": 50.0, "bookings": 1}
+
+
+def test_trend_has_every_month_of_the_year_and_running_sums(sales):
+    window = selectors.period_window(period="ytd", as_of=AS_OF)
+    trend = selectors.attainment_report(user=sales.world.planner, window=window)["trend"]
+    assert len(trend["months"]) == 12 and trend["months"][0] == "2026-01"
+    assert trend["booked"][1] == 11250 and trend["booked"][4] == 11250 and trend["booked"][6] is None
+    assert trend["cumulative_booked"][5] == 22500
+    assert trend["cumulative_quota"][-1] == 48000
+
+
+def test_bad_parameters_name_the_field(sales):
+    with pytest.raises(ApplicationError) as exc:
+        selectors.period_window(period="fortnight")
+    assert "period" in exc.value.errors
+    window = selectors.period_window(period="ytd", as_of=AS_OF)
+    with pytest.raises(ApplicationError) as exc:
+        selectors.attainment_report(user=sales.world.planner, window=window, level="galaxy")
+    assert "level" in exc.value.errors
+    with pytest.raises(ApplicationError) as exc:
+        selectors.attainment_report(user=sales.world.planner, window=window, component="barter")
+    assert "component" in exc.value.errors
+
+
+def test_named_fiscal_period(sales):
+    window = selectors.period_window(period="FY2026-Q1", as_of=AS_OF)
+    assert (window.start, window.end, window.through) == (
+        dt.date(2026, 1, 1),
+        dt.date(2026, 3, 31),
+        dt.date(2026, 3, 31),
+    )
+    rows = rows_by_code(
+        selectors.attainment_report(user=sales.world.planner, window=window, level="territory")
+    )
+    assert rows["W-T1"]["booked"] == 4500 and rows["W-T1"]["quota"] == 3000
+    assert rows["W-T1"]["expected"] == pytest.approx(3000)
+
+
+def test_a_move_inside_the_active_plan_keeps_earlier_bookings_with_the_old_owner(sales):
+    """Moves made in a plan after a booking are undone from the Change log: the booking stays with the
+    territory that owned the account that day; later bookings go to the new owner."""
+    from territories.services import account_assignments_move
+
+    world = sales.world
+    account = world.accounts["W-T1"][0]  # booked 4,500 on 10 February
+    account_assignments_move(plan=sales.plan, account_ids=[account.pk], territory=world.leaves["W-T2"])
+    # Booked after the move (the move is timestamped now; bookings dated later than today).
+    from django.utils import timezone
+
+    later = timezone.localdate() + dt.timedelta(days=1)
+    book(account, 100, later)
+    window = selectors.period_window(period="ytd", as_of=later)
+    rows = rows_by_code(selectors.attainment_report(user=world.planner, window=window, level="territory"))
+    assert rows["W-T1"]["booked"] == 9000
+    assert rows["W-T2"]["booked"] == 1500 + 100
+    accounts = selectors.attainment_accounts(
+        user=world.planner, window=window, territory_id=world.leaves["W-T1"].pk
+    )
+    assert {a["name"]: a["booked"] for a in accounts["accounts"]}["W-T1 account 1"] == 4500
+
+
+def test_credits_are_cached_until_a_write_touches_what_they_read(sales, monkeypatch):
+    from analytics.models import ReadCache
+
+    window = selectors.period_window(period="ytd", as_of=AS_OF)
+
+    def west():
+        rows = rows_by_code(
+            selectors.attainment_report(user=sales.world.planner, window=window, level="territory")
+        )
+        return rows["W-T1"]["booked"], rows["W-T2"]["booked"]
+
+    assert west() == (9000, 1500)
+    cache = ReadCache.objects.get(key=f"credits:2026-01-01:{AS_OF.isoformat()}")
+    assert cache.value and cache.seconds >= 0
+
+    # Served from the cache: the crediting query does not run again.
+    calls = []
+    real = selectors._owned_rows
+    monkeypatch.setattr(selectors, "_owned_rows", lambda *a, **k: calls.append(1) or real(*a, **k))
+    assert west() == (9000, 1500) and calls == []
+
+    # A new booking makes it stale.
+    book(sales.world.accounts["W-T2"][0], 250, dt.date(2026, 6, 1))
+    assert west() == (9000, 1750) and calls == [1]
+    assert west() == (9000, 1750) and calls == [1]
+
+    # So does a move in the plan (assignments and the change log).
+    from territories.services import account_assignments_move
+
+    account_assignments_move(
+        plan=sales.plan,
+        account_ids=[sales.world.accounts["W-T2"][0].pk],
+        territory=sales.world.leaves["W-T1"],
+    )
+    west()
+    assert calls == [1, 1]
+    assert ReadCache.objects.filter(key__startswith="credits:").count() == 1
+
+
+def test_activity_and_retention_goals_sit_beside_quota(sales, client):
+    from quotas.models import ActivityGoal
+
+    leaf = sales.world.leaves["W-T1"]
+    ActivityGoal.objects.create(
+        quota_plan=sales.quota_plan, territory=leaf, metric="calls_per_week", target=40
+    )
+    ActivityGoal.objects.create(
+        quota_plan=sales.quota_plan, territory=leaf, metric="retention_rate", target="0.9"
+    )
+    window = selectors.period_window(period="ytd", as_of=AS_OF)
+    rows = rows_by_code(
+        selectors.attainment_report(user=sales.world.manager_west, window=window, level="territory")
+    )
+    assert {g["metric"]: g["target"] for g in rows["W-T1"]["goals"]} == {
+        "calls_per_week": 40,
+        "retention_rate": 0.9,
+    }
+    assert rows["W-T2"]["goals"] == []
+    reps = rows_by_code(
+        selectors.attainment_report(user=sales.world.manager_west, window=window, level="rep")
+    )
+    assert len(reps["Rep W-T1"]["goals"]) == 2
+    client.force_login(sales.world.manager_west)
+    html = client.get(f"/dashboard/?as_of={AS_OF}&level=territory").content.decode()
+    assert "Calls per week 40" in html and "Retention rate 90%" in html
