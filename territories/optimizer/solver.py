@@ -69,6 +69,8 @@ EXACT_MAX_VARIABLES = 3_000
 EXACT_ROUNDS = 3
 EXACT_SECONDS = 3.0
 COARSE_CANDIDATES = 16
+# A cell ends where the curve jumps farther than this share of the mean entity-to-centre distance.
+COARSE_JUMP = 0.25
 # A territory added to a plan is carved from the territories around it: the nearest this many old
 # centres first, more only when they cannot fill it without leaving the tolerance themselves.
 NEIGHBOURHOODS = (2, 4, 6, 8, 12, 16, 24, 32)
@@ -661,9 +663,16 @@ def _coarse_transport(
     group = (labels.astype(np.int64) * 2 + fresh) * 2 + locked
     order = np.lexsort((_morton(points), group))
     g_sorted = group[order]
-    starts = np.flatnonzero(np.r_[True, g_sorted[1:] != g_sorted[:-1]])
+    # A Morton curve jumps now and then (from one side of a quadrant to the other): a cell must not
+    # span a jump, or moving it carries far accounts along (the 100k drift case lost compactness).
+    xyz_sorted = state.xyz[order]
+    gap = np.r_[np.inf, np.linalg.norm(np.diff(xyz_sorted, axis=0), axis=1)]
+    spread = float(np.linalg.norm(state.xyz - state.centres[labels], axis=1).mean())
+    new_run = np.r_[True, g_sorted[1:] != g_sorted[:-1]] | (gap > COARSE_JUMP * spread)
+    starts = np.flatnonzero(new_run)
     rank = np.arange(prep.n) - np.repeat(starts, np.diff(np.r_[starts, prep.n]))
-    _, cell_sorted = np.unique(g_sorted * (prep.n + 1) + rank // COARSE_CELL, return_inverse=True)
+    run = np.cumsum(new_run) - 1
+    _, cell_sorted = np.unique(run * (prep.n + 1) + rank // COARSE_CELL, return_inverse=True)
     cell = np.empty(prep.n, dtype=np.int64)
     cell[order] = cell_sorted
     e = int(cell_sorted.max()) + 1
