@@ -10,6 +10,8 @@ from kombu.exceptions import OperationalError
 
 from tessera_common.events import accounts_created
 
+from .tasks import ASSIGN_PENDING_KEY, assign_unowned_accounts
+
 logger = logging.getLogger(__name__)
 
 # A CRM pushes accounts in bursts of bulk requests: one run a few seconds after the first of a burst
@@ -19,8 +21,6 @@ ASSIGN_DELAY_SECONDS = 3
 
 @receiver(accounts_created)
 def queue_owner_assignment(sender, account_ids: list[int], **kwargs) -> None:
-    from .tasks import ASSIGN_PENDING_KEY, assign_unowned_accounts
-
     if not cache.add(ASSIGN_PENDING_KEY, 1, timeout=60):
         return
     try:

@@ -294,6 +294,33 @@ def plans_activate_due(*, today: dt.date | None = None) -> list[int]:
     return [plan.pk for plan in ended]
 
 
+def _check_leaf_of(plan: Plan, territory: Territory, what: str) -> None:
+    """Refuse a target territory of another plan, or one that is not a leaf (`what` belong to leaves)."""
+    if territory.plan_id != plan.pk:
+        raise ApplicationError("The territory belongs to another plan.", {"territory": ["not in this plan"]})
+    if territory.children.exists():
+        raise ApplicationError(
+            f"{territory.code} {territory.name} is a {territory.level_name}, not a leaf territory; "
+            f"{what} belong to leaf territories.",
+            {"territory": ["must be a leaf territory"]},
+        )
+
+
+def _existing_ids(model, raw_ids: Iterable[int], *, field: str, noun: str, empty: str) -> list[int]:
+    """The distinct ids, sorted; refused when none are given or some do not exist (naming the first ten)."""
+    ids = sorted(set(int(i) for i in raw_ids))
+    if not ids:
+        raise ApplicationError(f"Choose at least one {empty} to move.", {field: ["empty"]})
+    known = set(model.objects.filter(pk__in=ids).values_list("pk", flat=True))
+    missing = [i for i in ids if i not in known]
+    if missing:
+        shown = ", ".join(map(str, missing[:10]))
+        raise ApplicationError(
+            f"{len(missing)} {noun} id(s) do not exist: {shown}", {field: [f"unknown: {shown}"]}
+        )
+    return ids
+
+
 @transaction.atomic
 def account_assignments_move(
     *,
@@ -307,27 +334,11 @@ def account_assignments_move(
     """Give `territory` the primary ownership of accounts in `plan` (a manual move), recorded as one
     batch of Changes. `lock=True` also locks them so rebuilding the plan keeps them; `None` keeps each
     account's current lock. Returns {"moved": n, "batch": uuid, "version": v}."""
-    plan = _lock_plan(plan, expected_version)
-    if territory.plan_id != plan.pk:
-        raise ApplicationError("The territory belongs to another plan.", {"territory": ["not in this plan"]})
-    if territory.children.exists():
-        raise ApplicationError(
-            f"{territory.code} {territory.name} is a {territory.level_name}, not a leaf territory; "
-            f"accounts belong to leaf territories.",
-            {"territory": ["must be a leaf territory"]},
-        )
-    ids = sorted(set(int(i) for i in account_ids))
-    if not ids:
-        raise ApplicationError("Choose at least one account to move.", {"account_ids": ["empty"]})
     from accounts.models import Account
 
-    known = set(Account.objects.filter(pk__in=ids).values_list("pk", flat=True))
-    missing = [i for i in ids if i not in known]
-    if missing:
-        raise ApplicationError(
-            f"{len(missing)} account id(s) do not exist: {', '.join(map(str, missing[:10]))}",
-            {"account_ids": [f"unknown: {', '.join(map(str, missing[:10]))}"]},
-        )
+    plan = _lock_plan(plan, expected_version)
+    _check_leaf_of(plan, territory, "accounts")
+    ids = _existing_ids(Account, account_ids, field="account_ids", noun="account", empty="account")
     existing = {
         a.account_id: a
         for a in AccountAssignment.objects.select_for_update().filter(
@@ -471,24 +482,8 @@ def unit_assignments_move(
     from .models import GeoUnit
 
     plan = _lock_plan(plan, expected_version)
-    if territory.plan_id != plan.pk:
-        raise ApplicationError("The territory belongs to another plan.", {"territory": ["not in this plan"]})
-    if territory.children.exists():
-        raise ApplicationError(
-            f"{territory.code} {territory.name} is a {territory.level_name}, not a leaf territory; "
-            f"units belong to leaf territories.",
-            {"territory": ["must be a leaf territory"]},
-        )
-    ids = sorted(set(int(i) for i in unit_ids))
-    if not ids:
-        raise ApplicationError("Choose at least one geography unit to move.", {"unit_ids": ["empty"]})
-    known = set(GeoUnit.objects.filter(pk__in=ids).values_list("pk", flat=True))
-    missing = [i for i in ids if i not in known]
-    if missing:
-        raise ApplicationError(
-            f"{len(missing)} unit id(s) do not exist: {', '.join(map(str, missing[:10]))}",
-            {"unit_ids": [f"unknown: {', '.join(map(str, missing[:10]))}"]},
-        )
+    _check_leaf_of(plan, territory, "units")
+    ids = _existing_ids(GeoUnit, unit_ids, field="unit_ids", noun="unit", empty="geography unit")
     existing = {
         ua.unit_id: ua for ua in UnitAssignment.objects.select_for_update().filter(plan=plan, unit_id__in=ids)
     }

@@ -11,6 +11,9 @@ from .models import Plan
 
 logger = logging.getLogger(__name__)
 
+# Set while an owner assignment run is queued (territories/receivers.py), cleared when it starts.
+ASSIGN_PENDING_KEY = "tessera:assign-unowned-pending"
+
 
 @shared_task(name="territories.activate_due_plans")
 def activate_due_plans() -> list[int]:
@@ -58,6 +61,3 @@ def assign_unowned_accounts() -> dict | None:
     cache.delete(ASSIGN_PENDING_KEY)
     result = services.accounts_assign_unowned()
     return result.as_dict() if result is not None else None
-
-
-ASSIGN_PENDING_KEY = "tessera:assign-unowned-pending"

@@ -19,6 +19,8 @@ from collections.abc import Sequence
 from dataclasses import replace
 
 import numpy as np
+import scipy.sparse as sp
+from scipy.optimize import Bounds, LinearConstraint, milp
 from scipy.spatial import cKDTree
 
 from . import geometry, transport
@@ -735,8 +737,6 @@ def _exact_assignment(state: State, movable_centres: bool, clock: Clock) -> None
     """Replace the assignment by the optimal one for the current centres: minimum total distance with
     every territory within tolerance, locks and eligibility kept. Centres then follow their members
     and it is solved again, a few rounds, while that shortens the total distance."""
-    import scipy.sparse as sp
-    from scipy.optimize import Bounds, LinearConstraint, milp
 
     prep = state.prep
     n, k, m = prep.n, prep.k, prep.m

@@ -89,14 +89,7 @@ class Command(BaseCommand):
             mapping = read_mapping_file(options["map_file"]) if options["map_file"] else {}
             for text in options["map"]:
                 mapping.update(parse_mapping(text))
-            table, mapped = load_rows(
-                path,
-                self.kind,
-                mapping=mapping,
-                sheet=options["sheet"],
-                delimiter=options["delimiter"],
-                progress=bars,
-            )
+            table, mapped = self._read(path, mapping, options, bars)
         except ApplicationError as exc:
             raise CommandError(exc.message) from None
         finally:
@@ -135,6 +128,17 @@ class Command(BaseCommand):
             if good and not options["partial"]:
                 message += f" Fix them, or use --partial to write the {good:,} good rows."
             raise CommandError(message)
+
+    def _read(self, path: Path, mapping: dict, options, bars: _ProgressBars):
+        """(table, mapped rows) of the file; subclasses for other kinds of rows change only this."""
+        return load_rows(
+            path,
+            self.kind,
+            mapping=mapping,
+            sheet=options["sheet"],
+            delimiter=options["delimiter"],
+            progress=bars,
+        )
 
     def _report_lines(self, result: BulkResult) -> list[tuple]:
         """(row, external id, status, level, field, message), errors first, each level by row."""
