@@ -515,3 +515,27 @@ def warning_check_run(
 
 def rep_for_user(user) -> Rep | None:
     return Rep.objects.filter(user=user).first() if getattr(user, "is_authenticated", False) else None
+
+
+# ----------------------------------------------------------------------------------------- read caches
+
+
+def read_caches_warm(*, today: dt.date | None = None) -> dict:
+    """Bring the expensive reads of today's dashboards up to date after writes: the year's credited
+    bookings through today (every period of the current fiscal year reads them) and the active
+    plan's territory balance. A fresh cache costs one small query; a stale one is computed here, in
+    the worker, rather than in the first manager's request. Returns {key: seconds it took}."""
+    today = today or timezone.localdate()
+    window = selectors.period_window(period="ytd", as_of=today)
+    took: dict[str, float] = {}
+    started = time.perf_counter()
+    selectors.credit_cells(year_start=window.year_start, through=window.through)
+    took[f"credits:{window.year_start.isoformat()}:{window.through.isoformat()}"] = round(
+        time.perf_counter() - started, 3
+    )
+    plan = plan_active_on(date=today)
+    if plan is not None:
+        started = time.perf_counter()
+        selectors.territory_balance(plan=plan, territory_ids=None)
+        took[f"balance:{plan.pk}"] = round(time.perf_counter() - started, 3)
+    return took

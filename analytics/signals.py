@@ -4,15 +4,40 @@ from __future__ import annotations
 
 import logging
 
+from django.core.cache import cache
 from kombu.exceptions import OperationalError
 
-from tessera_common.events import PLAN_PUBLISHED
+from tessera_common.events import ASSIGNMENT_CHANGED, PLAN_PUBLISHED
 
 logger = logging.getLogger(__name__)
 
 
+# A CRM's bookings arrive in bursts of bulk requests: one re-warm a few seconds after the first.
+WARM_DELAY_SECONDS = 3
+
+
+def read_caches_warm_soon() -> None:
+    """Queue one re-warm of the dashboards' read caches (coalesced while one is pending)."""
+    from .tasks import WARM_PENDING_KEY, warm_read_caches
+
+    if not cache.add(WARM_PENDING_KEY, 1, timeout=WARM_DELAY_SECONDS):
+        return
+    try:
+        warm_read_caches.apply_async(countdown=WARM_DELAY_SECONDS)
+    except OperationalError:  # the broker is down: the next dashboard view computes it
+        cache.delete(WARM_PENDING_KEY)
+        logger.warning("Could not queue the re-warm of the dashboards' read caches")
+
+
+def on_bookings_written(sender, count: int, **kwargs) -> None:
+    read_caches_warm_soon()
+
+
 def on_domain_event(sender, event: str, payload: dict, **kwargs) -> None:
-    """A published plan gets a balance snapshot, the baseline for the balance-drift warning."""
+    """A published plan gets a balance snapshot, the baseline for the balance-drift warning. Moves
+    in the active plan and publishing change who is credited: the dashboards' caches re-warm."""
+    if event in (PLAN_PUBLISHED, ASSIGNMENT_CHANGED):
+        read_caches_warm_soon()
     if event == PLAN_PUBLISHED and payload.get("plan_id"):
         from .tasks import snapshot_plan_balance
 

@@ -51,3 +51,19 @@ def snapshot_plan_balance(plan_id: int) -> int | None:
     if plan is None:
         return None
     return plan_balance_snapshot_take(plan=plan).pk
+
+
+# Set while a re-warm is queued (analytics/signals.py), cleared when it starts.
+WARM_PENDING_KEY = "tessera:read-caches-warm-pending"
+
+
+@shared_task(name="analytics.warm_read_caches")
+def warm_read_caches() -> dict:
+    """Recompute the dashboards' read caches that writes made stale (after bookings, moves and
+    publishing, and every few minutes by Celery beat for any other write)."""
+    from django.core.cache import cache
+
+    from .services import read_caches_warm
+
+    cache.delete(WARM_PENDING_KEY)
+    return read_caches_warm()

@@ -52,6 +52,7 @@ from accounts.services import (
 from territories.choices import AssignmentRole, MemberRole, PlanStatus
 from territories.models import AccountAssignment, Change, Plan, Territory, TerritoryMembership
 from tessera_common.errors import ApplicationError
+from tessera_common.events import bookings_written_emit
 
 from . import allocation
 from .choices import (
@@ -1442,6 +1443,8 @@ def _booking_bulk_upsert(*, rows, atomic, actor, progress, row_numbers, input_er
     if progress:
         progress("write", len(rows), len(rows))
     result.committed = True
+    if to_create or to_update:
+        bookings_written_emit(len(to_create) + len(to_update))
     logger.info("booking bulk upsert by %s: %s", actor or "system", result.totals)
     return result
 

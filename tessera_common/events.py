@@ -34,3 +34,13 @@ def accounts_created_emit(account_ids: list[int]) -> None:
     if account_ids:
         ids = list(account_ids)
         transaction.on_commit(lambda: accounts_created.send(sender="accounts", account_ids=ids))
+
+
+# Internal: bookings were created or changed (how many). Analytics listens and re-warms the
+# dashboards' credit cache in a worker, so the first manager to look after an import does not wait.
+bookings_written = Signal()
+
+
+def bookings_written_emit(count: int) -> None:
+    if count:
+        transaction.on_commit(lambda: bookings_written.send(sender="quotas", count=count))

@@ -127,6 +127,12 @@ CELERY_BEAT_SCHEDULE = {
         "task": "integrations.requeue_stalled_webhooks",
         "schedule": env_int("TESSERA_WEBHOOK_REQUEUE_INTERVAL", 300, minimum=30),
     },
+    # Dashboards' read caches that a write made stale are recomputed here, not in a manager's request
+    # (bookings, moves and publishing also queue it at once: analytics/signals.py).
+    "warm-read-caches": {
+        "task": "analytics.warm_read_caches",
+        "schedule": env_int("TESSERA_READ_CACHE_WARM_INTERVAL", 300, minimum=10),
+    },
     "check-warning-signs": {
         "task": "analytics.check_warnings",
         "schedule": env_int("TESSERA_WARNING_CHECK_INTERVAL", 24 * 3600, minimum=300),

@@ -229,8 +229,8 @@ def test_credits_are_cached_until_a_write_touches_what_they_read(sales, monkeypa
 
     # Served from the cache: the crediting query does not run again.
     calls = []
-    real = selectors._owned_rows
-    monkeypatch.setattr(selectors, "_owned_rows", lambda *a, **k: calls.append(1) or real(*a, **k))
+    real = selectors._credit_rows
+    monkeypatch.setattr(selectors, "_credit_rows", lambda *a, **k: calls.append(1) or real(*a, **k))
     assert west() == (9000, 1500) and calls == []
 
     # A new booking makes it stale.
@@ -277,3 +277,119 @@ def test_activity_and_retention_goals_sit_beside_quota(sales, client):
     client.force_login(sales.world.manager_west)
     html = client.get(f"/dashboard/?as_of={AS_OF}&level=territory").content.decode()
     assert "Calls per week 40" in html and "Retention rate 90%" in html
+
+
+def test_the_worker_rewarms_the_credits_a_write_made_stale(sales, monkeypatch):
+    from analytics.models import ReadCache
+    from analytics.services import read_caches_warm
+
+    took = read_caches_warm(today=AS_OF)
+    key = f"credits:2026-01-01:{AS_OF.isoformat()}"
+    assert set(took) == {key, f"balance:{sales.plan.pk}"}
+    computed = ReadCache.objects.get(key=key).updated
+
+    # Fresh: nothing is computed again.
+    calls = []
+    real = selectors._credit_rows
+    monkeypatch.setattr(selectors, "_credit_rows", lambda *a, **k: calls.append(1) or real(*a, **k))
+    read_caches_warm(today=AS_OF)
+    assert calls == [] and ReadCache.objects.get(key=key).updated == computed
+
+    # After a booking the warm run recomputes, and the dashboard then reads the new figure from it.
+    book(sales.world.accounts["W-T2"][0], 250, dt.date(2026, 6, 1))
+    read_caches_warm(today=AS_OF)
+    assert calls == [1]
+    window = selectors.period_window(period="ytd", as_of=AS_OF)
+    rows = rows_by_code(
+        selectors.attainment_report(user=sales.world.planner, window=window, level="territory")
+    )
+    assert rows["W-T2"]["booked"] == 1750 and calls == [1]
+
+
+def test_bookings_moves_and_publishing_queue_one_rewarm(
+    sales, monkeypatch, django_capture_on_commit_callbacks
+):
+    from django.core.cache import cache
+
+    from analytics import tasks
+    from quotas.services import booking_bulk_upsert
+    from territories.services import account_assignments_move
+
+    queued = []
+    monkeypatch.setattr(tasks.warm_read_caches, "apply_async", lambda **kw: queued.append(kw))
+    cache.delete(tasks.WARM_PENDING_KEY)
+    account = sales.world.accounts["W-T2"][0]
+    row = {"external_id": "RW-1", "account_external_id": account.external_id, "amount": "10",
+           "booked_on": "2026-06-02", "component": "new"}  # fmt: skip
+    with django_capture_on_commit_callbacks(execute=True):
+        booking_bulk_upsert(rows=[row])
+    assert len(queued) == 1
+    # A second write at once joins the pending run.
+    with django_capture_on_commit_callbacks(execute=True):
+        booking_bulk_upsert(rows=[{**row, "amount": "11"}])
+    assert len(queued) == 1
+    # Unchanged rows write nothing and queue nothing.
+    cache.delete(tasks.WARM_PENDING_KEY)
+    with django_capture_on_commit_callbacks(execute=True):
+        booking_bulk_upsert(rows=[{**row, "amount": "11"}])
+    assert len(queued) == 1
+    # A move in the active plan queues one too.
+    with django_capture_on_commit_callbacks(execute=True):
+        account_assignments_move(
+            plan=sales.plan, account_ids=[account.pk], territory=sales.world.leaves["W-T1"]
+        )
+    assert len(queued) == 2
+
+
+def test_bookings_writes_recredit_only_their_months_and_match_a_full_computation(sales, monkeypatch):
+    from analytics.models import ReadCache
+    from quotas.models import Booking
+
+    def cells():
+        return sorted(selectors.credit_cells(year_start=dt.date(2026, 1, 1), through=AS_OF))
+
+    def full():
+        ReadCache.objects.all().delete()
+        return cells()
+
+    windows = []
+    real = selectors._credit_rows
+    monkeypatch.setattr(
+        selectors,
+        "_credit_rows",
+        lambda crediting: windows.append([(f, t) for _, f, t, _ in crediting]) or real(crediting),
+    )
+    cells()
+    windows.clear()
+
+    # A June booking: only June is credited again.
+    june = book(sales.world.accounts["W-T2"][0], 250, dt.date(2026, 6, 11))
+    partial = cells()
+    assert windows == [[(dt.date(2026, 6, 1), dt.date(2026, 6, 30))]]
+    assert partial == full()
+
+    # Moving a booking from June to March and deleting another: March through June, still exact.
+    cells()
+    windows.clear()
+    Booking.objects.filter(pk=june.pk).update(booked_on=dt.date(2026, 3, 3), amount=300)
+    Booking.objects.exclude(pk=june.pk).filter(booked_on__month=5).first().delete()
+    partial = cells()
+    assert windows == [[(dt.date(2026, 3, 1), dt.date(2026, 6, 30))]]
+    assert partial == full()
+
+    # A booking after the as-of date changes nothing it shows; the cache is fresh again.
+    cells()
+    windows.clear()
+    book(sales.world.accounts["W-T2"][0], 75, dt.date(2026, 9, 1))
+    assert cells() == full()
+    assert windows == [[(dt.date(2026, 1, 1), AS_OF)]]  # only the full computation inside full()
+    cells()
+    windows.clear()
+
+    # A statement that touches no booking records nothing; any other write credits the whole year.
+    Booking.objects.filter(pk=-1).delete()
+    cells()
+    assert windows == []
+    AccountAssignment.objects.filter(plan=sales.plan).update(locked=True)
+    cells()
+    assert windows == [[(dt.date(2026, 1, 1), AS_OF)]]
