@@ -73,7 +73,23 @@ def base_tile(z: int, x: int, y: int) -> bytes:
     cached = BASE_TILES.get(key)
     if cached is not None:
         return cached
-    data = _base_tile(z, x, y)
+    kept = z < FINE_UNIT_MIN_ZOOM  # states and counties only: kept in the database too
+    with connection.cursor() as cursor:
+        data = None
+        if kept:
+            cursor.execute(
+                "SELECT data FROM territories_basetile WHERE z = %s AND x = %s AND y = %s", [z, x, y]
+            )
+            row = cursor.fetchone()
+            data = bytes(row[0]) if row else None
+        if data is None:
+            data = _base_tile(z, x, y)
+            if kept:
+                cursor.execute(
+                    """INSERT INTO territories_basetile (z, x, y, data, created)
+                       VALUES (%s, %s, %s, %s, now()) ON CONFLICT (z, x, y) DO NOTHING""",
+                    [z, x, y, data],
+                )
     BASE_TILES.put(key, data)
     return data
 
@@ -367,7 +383,8 @@ GRIDS = _GridCache()
 
 
 def caches_clear() -> None:
-    """Forget every cached grid and tile (tests; after loading geography in the same process)."""
+    """Forget every grid and tile cached in this process (tests; after loading geography in the same
+    process). Base tiles kept in the database go when the geography is written (a trigger)."""
     GRIDS.clear()
 
 

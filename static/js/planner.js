@@ -22,6 +22,7 @@ const state = {
     colourBy: 'segment',
     heatmap: '',
     metric: 'potential',
+    tilesVersion: null, // the plan version the account tiles on the map were drawn from
 };
 const SEA = '#dce6ef';
 const LAND = '#f7f5ef';
@@ -92,12 +93,20 @@ function clearError() {
     $('planner-error').hidden = true;
 }
 
-function setVersion(version) {
+function setVersion(version, {tiles = true} = {}) {
     if (typeof version === 'number' && version !== plan.version) {
         plan.version = version;
         $('planner-version').textContent = String(version);
-        const source = state.mapObject && state.mapObject.getSource('accounts');
-        if (source) source.setTiles([accountsTileUrl()]);
+    }
+    if (tiles) swapAccountTiles();
+}
+
+// Owners and locks are drawn from tiles of one plan version: a new version loads new tiles.
+function swapAccountTiles() {
+    const source = state.mapObject && state.mapObject.getSource('accounts');
+    if (source && state.tilesVersion !== plan.version) {
+        state.tilesVersion = plan.version;
+        source.setTiles([accountsTileUrl()]);
     }
 }
 
@@ -119,6 +128,7 @@ function colourExpression(kind) {
 }
 
 function buildStyle() {
+    state.tilesVersion = plan.version;
     const sources = {
         base: {type: 'vector', tiles: [config.tiles.base], minzoom: 0, maxzoom: 12},
         accounts: {type: 'vector', tiles: [accountsTileUrl()], minzoom: 0, maxzoom: 14},
@@ -619,17 +629,19 @@ async function edit(request, local = null) {
     clearError();
     try {
         const result = await request();
-        if (result && typeof result.version === 'number') setVersion(result.version);
+        // The hierarchy shows the new totals first when it can (exact sums from the selection);
+        // the tile swap and the reload that confirm them, with the unit colours and history, start
+        // on the next task, after the browser has drawn those totals.
+        const shown = Boolean(local && result && local(result));
+        if (result && typeof result.version === 'number') setVersion(result.version, {tiles: false});
         const figures = $('planner');
         figures.dataset.figures = '0';
-        const reloaded = refresh().then(() => { figures.dataset.figures = '1'; });
+        const reloaded = new Promise((resolve) => { setTimeout(resolve, 0); }).then(() => {
+            swapAccountTiles();
+            return refresh();
+        }).then(() => { figures.dataset.figures = '1'; });
         state.settled = reloaded.catch(showError);
-        if (local && result && local(result)) {
-            // The hierarchy already shows the new totals (exact sums from the selection); the
-            // reload confirms them and brings the unit colours and history in the background.
-        } else {
-            await reloaded;
-        }
+        if (!shown) await reloaded;
         document.dispatchEvent(new CustomEvent('planner:changed', {detail: {version: plan.version}}));
         return result;
     } catch (error) {

@@ -292,7 +292,7 @@ class PlanSelectionView(APIView):
         # Per current owner, the exact sums of what a move would take away from it: the planner
         # updates the hierarchy from these at once and confirms with the metrics endpoint.
         by_territory = (
-            Account.objects.filter(pk__in=account_ids)
+            Account.objects.filter(pk__any=account_ids)
             .annotate(
                 owner=Subquery(
                     AccountAssignment.objects.filter(

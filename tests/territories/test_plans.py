@@ -145,6 +145,82 @@ def test_move_records_one_batch_of_changes(world):
     assert all(c.actor == world.planner for c in changes)
 
 
+def test_move_of_owned_unowned_and_unchanged_accounts_writes_each_once(world):
+    from territories.choices import ChangeKind
+
+    owned = world.accounts["E-T1"][0]
+    unowned = AccountFactory()
+    already = world.accounts["W-T1"][0]
+    target = world.leaves["W-T1"]
+    # An overlay row of the target on the moved account must give way to the new primary row.
+    AccountAssignment.objects.create(
+        plan=world.plan,
+        account=owned,
+        territory=target,
+        role=AssignmentRole.OVERLAY,
+        source=AssignmentSource.MANUAL,
+    )
+    source_before = AccountAssignment.objects.get(
+        plan=world.plan, account=owned, role=AssignmentRole.PRIMARY
+    ).source
+    already_before = AccountAssignment.objects.get(plan=world.plan, account=already)
+    result = services.account_assignments_move(
+        plan=world.plan,
+        account_ids=[owned.pk, unowned.pk, already.pk, owned.pk],
+        territory=target,
+        actor=world.planner,
+    )
+    assert result["moved"] == 2
+    rows = AccountAssignment.objects.filter(plan=world.plan, account__in=[owned, unowned])
+    assert {(r.account_id, r.role, r.territory_id, r.source) for r in rows} == {
+        (owned.pk, AssignmentRole.PRIMARY, target.pk, AssignmentSource.MANUAL),
+        (unowned.pk, AssignmentRole.PRIMARY, target.pk, AssignmentSource.MANUAL),
+    }
+    # Already there: untouched.
+    already_after = AccountAssignment.objects.get(plan=world.plan, account=already)
+    assert (already_after.source, already_after.updated) == (already_before.source, already_before.updated)
+    changes = {c.account_id: c for c in Change.objects.filter(batch=result["batch"])}
+    assert set(changes) == {owned.pk, unowned.pk}
+    moved = changes[owned.pk]
+    assert (moved.kind, moved.territory_from, moved.territory_to, moved.actor) == (
+        ChangeKind.ACCOUNT_MOVED,
+        world.leaves["E-T1"],
+        target,
+        world.planner,
+    )
+    assert moved.plan_version == result["version"] and moved.at is not None
+    assert moved.payload == {"locked": False, "was_locked": False, "from_source": source_before}
+    assert changes[unowned.pk].territory_from is None
+    assert changes[unowned.pk].payload["from_source"] is None
+
+    # Locking without moving is a lock change, recorded and applied; the unknown id refuses it all.
+    locked = services.account_assignments_move(
+        plan=world.plan, account_ids=[owned.pk], territory=target, lock=True
+    )
+    change = Change.objects.get(batch=locked["batch"])
+    assert change.kind == ChangeKind.LOCK_CHANGED and change.payload["locked"] is True
+    assert AccountAssignment.objects.get(plan=world.plan, account=owned, role=AssignmentRole.PRIMARY).locked
+    with pytest.raises(ApplicationError, match="do not exist: 999999"):
+        services.account_assignments_move(
+            plan=world.plan, account_ids=[owned.pk, 999999], territory=world.leaves["E-T1"]
+        )
+    assert (
+        AccountAssignment.objects.get(plan=world.plan, account=owned, role=AssignmentRole.PRIMARY).territory
+        == target
+    )
+
+
+def test_the_any_lookup_matches_in_for_ids_and_foreign_keys(world):
+    from accounts.models import Account
+
+    ids = [a.pk for a in world.accounts["E-T1"]] + [999999]
+    assert set(Account.objects.filter(pk__any=ids).values_list("pk", flat=True)) == set(ids[:-1])
+    assert not Account.objects.filter(pk__any=[]).exists()
+    by_fk = AccountAssignment.objects.filter(plan=world.plan, account_id__any=ids)
+    assert set(by_fk.values_list("account_id", flat=True)) == set(ids[:-1])
+    assert by_fk.count() == AccountAssignment.objects.filter(plan=world.plan, account_id__in=ids).count()
+
+
 def test_clone_copies_everything_into_a_new_draft(world):
     unit = GeoUnitFactory()
     assign_unit(world.plan, unit, world.leaves["W-T1"])

@@ -148,6 +148,36 @@ def test_base_tile_has_states_and_counties_with_unit_ids(client, world):
     assert "units" not in decode(client.get(f"/tiles/base/2/{x2}/{y2}.pbf"))
 
 
+def test_state_and_county_tiles_are_kept_for_every_process_until_the_geography_changes(
+    client, world, monkeypatch
+):
+    from territories.models import BaseTile
+
+    state = GeoUnitFactory(level=UnitLevel.STATE, code="99", name="Squareland", geom=square(9, 9, 3))
+    client.force_login(world.planner)
+    x, y = tiles.tile_for_lonlat(5, 10.2, 10.2)
+    first = client.get(f"/tiles/base/5/{x}/{y}.pbf").content
+    assert bytes(BaseTile.objects.filter(z=5, x=x, y=y).get().data) == first
+
+    # Another process (nothing in its own memory) reads the kept tile: nothing is encoded.
+    tiles.BASE_TILES.clear()
+    monkeypatch.setattr(tiles, "_base_tile", lambda *a: pytest.fail("encoded again"))
+    assert client.get(f"/tiles/base/5/{x}/{y}.pbf").content == first
+    monkeypatch.undo()
+
+    # Any geography write forgets every kept tile; the next request draws the new outline.
+    state.name = "Renamed"
+    state.save()
+    assert not BaseTile.objects.exists()
+    tiles.caches_clear()
+    layers = decode(client.get(f"/tiles/base/5/{x}/{y}.pbf"))
+    assert layers["states"]["features"][0]["properties"]["name"] == "Renamed"
+    # Zooms with ZIP and custom units (which planners may edit) are kept per process only.
+    x9, y9 = tiles.tile_for_lonlat(9, 10.2, 10.2)
+    client.get(f"/tiles/base/9/{x9}/{y9}.pbf")
+    assert not BaseTile.objects.filter(z=9).exists()
+
+
 def test_tiles_refuse_strangers_and_bad_addresses(client, spread):
     assert client.get(tile_url(spread.plan.pk, 12)).status_code == 401
     assert client.get("/tiles/base/3/0/0.pbf").status_code == 401
@@ -172,7 +202,8 @@ def test_tiles_answer_in_a_fixed_number_of_queries(client, spread):
         client.get("/tiles/base/4/8/7.pbf")
     assert len(low) <= 4, [q["sql"][:80] for q in low]
     assert len(raw) <= 4, [q["sql"][:80] for q in raw]
-    assert len(base) <= 4, [q["sql"][:80] for q in base]
+    # A base tile never rendered before: also the lookup of the kept one and keeping it.
+    assert len(base) <= 6, [q["sql"][:80] for q in base]
 
 
 def test_tile_response_reports_server_time(client, spread):
