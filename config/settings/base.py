@@ -64,6 +64,10 @@ TEMPLATES = [
 
 DATABASES = {"default": env_db("DATABASE_URL", "postgis://postgres@127.0.0.1:5432/tessera")}
 DATABASES["default"]["CONN_MAX_AGE"] = env_int("DATABASE_CONN_MAX_AGE", 60, minimum=0)
+# The working set (accounts, assignments, bookings) stays in memory: an index probe costs little
+# more than a sequential page. With PostgreSQL's default of 4 and fresh statistics, a dense z11
+# tile joined all 100k assignments by hash (44 ms) instead of probing its 1,400 (19 ms).
+DATABASES["default"].setdefault("OPTIONS", {}).setdefault("options", "-c random_page_cost=1.1")
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_USER_MODEL = "accounts.User"
