@@ -527,46 +527,49 @@ def credits_collect(scope: Scope) -> Credits:
 # computation (id up to last_change_id) were seen by it all the same.
 _UNSEEN = """(d.id > {last} OR (NOT pg_visible_in_snapshot(d.xact, {snapshot}::pg_snapshot)
                           AND d.xact::text IS DISTINCT FROM NULLIF({xact}, '')))"""
-_CACHE_STALE_SQL = (
-    "SELECT EXISTS (SELECT 1 FROM analytics_datachange d WHERE "
-    + _UNSEEN.format(last="%(last)s", snapshot="%(snapshot)s", xact="%(xact)s")
-    + ")"
-)
-# Drop caches some write has overtaken, then the change rows every remaining cache has seen.
+# Drop caches nobody has brought up to date for two days (yesterday's "through" dates), then the
+# change rows every remaining cache has seen. A cache may keep a fresh answer over writes it does
+# not depend on (see `ignores` below), so those rows stay until it next stores an answer.
 _UNSEEN_BY_CACHE = _UNSEEN.format(last="c.last_change_id", snapshot="c.snapshot", xact="c.xact")
 _CACHE_PRUNE_SQL = f"""
-DELETE FROM analytics_readcache c WHERE EXISTS (
+DELETE FROM analytics_readcache c WHERE c.updated < now() - interval '2 days' AND EXISTS (
     SELECT 1 FROM analytics_datachange d WHERE {_UNSEEN_BY_CACHE}
 );
 DELETE FROM analytics_datachange d WHERE NOT EXISTS (
     SELECT 1 FROM analytics_readcache c WHERE {_UNSEEN_BY_CACHE}
 );
 """
+_UNSEEN_BY_ROW = _UNSEEN.format(last="%(last)s", snapshot="%(snapshot)s", xact="%(xact)s")
+# A bookings write that named the booking days it touched (analytics migration 0004).
+_BOOKING_DAYS = "(d.table_name = 'quotas_booking' AND d.day_from IS NOT NULL)"
 
+# What a cached read does not depend on, as SQL over analytics_datachange d (migrations 0004-0005
+# name the table, booking days and plans of each write; a row naming nothing matters to every read).
+# Credits: account attributes (a deleted account's bookings and assignments go with their own
+# writes), and plans, assignments and changes of plans that exist and were never published
+# (scenarios credit nobody; publishing one is a write to its plan row, which then counts).
+CREDITS_IGNORE = """(d.table_name = 'accounts_account'
+    OR (d.table_name IN ('territories_plan', 'territories_accountassignment', 'territories_change')
+        AND d.plan_ids IS NOT NULL
+        AND (SELECT count(*) FILTER (WHERE p.published_at IS NULL) FROM territories_plan p
+             WHERE p.id = ANY(d.plan_ids)) = cardinality(d.plan_ids)))"""
+# A plan's territory balance: bookings, the change log, and other plans and their assignments.
+BALANCE_IGNORE = """(d.table_name IN ('quotas_booking', 'territories_change')
+    OR (d.table_name IN ('territories_plan', 'territories_accountassignment') AND d.plan_ids IS NOT NULL
+        AND NOT (%(plan)s = ANY(d.plan_ids))))"""
 
 _CACHE_LOCK_PREFIX = "tessera.readcache:"
 
 
-def _cache_fresh(cursor, cache) -> bool:
-    cursor.execute(
-        _CACHE_STALE_SQL, {"last": cache.last_change_id, "snapshot": cache.snapshot, "xact": cache.xact}
-    )
-    return not cursor.fetchone()[0]
+def _unseen_params(cache, params: dict | None) -> dict:
+    return {**(params or {}), "last": cache.last_change_id, "snapshot": cache.snapshot, "xact": cache.xact}
 
 
-# What the writes a cache has not seen touched: whether they were all bookings writes that named
-# their days (the triggers of analytics migration 0004), and the span of those days.
-_UNSEEN_SPAN_SQL = (
-    "SELECT COALESCE(bool_and(d.table_name = 'quotas_booking' AND d.day_from IS NOT NULL), false),"
-    " min(d.day_from), max(d.day_to) FROM analytics_datachange d WHERE "
-    + _UNSEEN.format(last="%(last)s", snapshot="%(snapshot)s", xact="%(xact)s")
-)
-
-
-def cached_read(key: str, compute, refresh_days=None):
-    """`compute()`'s JSON-able answer, from analytics.models.ReadCache while no write to the tables
-    it depends on came after it; computed and stored otherwise. When every write it has not seen
-    was to bookings and `refresh_days` is given, `refresh_days(value, first day, last day)` brings
+def cached_read(key: str, compute, *, ignores: str = "false", params: dict | None = None, refresh_days=None):
+    """`compute()`'s JSON-able answer, from analytics.models.ReadCache while no write it depends on
+    came after it; computed and stored otherwise. `ignores` is an SQL condition on the change row
+    `d` naming writes that cannot change the answer (with `params`). When the only other writes
+    were to bookings and `refresh_days` is given, `refresh_days(value, first day, last day)` brings
     the stored answer up to date instead (only those days' bookings are read again).
 
     One computation per key at a time (a PostgreSQL advisory lock on the key): a dashboard opened
@@ -574,17 +577,20 @@ def cached_read(key: str, compute, refresh_days=None):
     instead of running the same query beside it on the same two cores."""
     from .models import ReadCache
 
+    stale_sql = (
+        f"SELECT EXISTS (SELECT 1 FROM analytics_datachange d WHERE {_UNSEEN_BY_ROW} AND NOT {ignores})"
+    )
     cache = ReadCache.objects.filter(key=key).first()
     with connection.cursor() as cursor:
-        if cache is not None and _cache_fresh(cursor, cache):
-            return cache.value
+        if cache is not None:
+            cursor.execute(stale_sql, _unseen_params(cache, params))
+            if not cursor.fetchone()[0]:
+                return cache.value
     with transaction.atomic():
         with connection.cursor() as cursor:
             # Held to the end of the transaction that stores the answer, so a waiter finds it.
             cursor.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", [_CACHE_LOCK_PREFIX + key])
             cache = ReadCache.objects.filter(key=key).first()
-            if cache is not None and _cache_fresh(cursor, cache):
-                return cache.value
             # Read before computing: a write committed later is newer than this answer, whatever
             # the computation happened to see of it.
             cursor.execute(
@@ -593,13 +599,19 @@ def cached_read(key: str, compute, refresh_days=None):
             )
             snapshot, last_id, xact = cursor.fetchone()
             days = None
-            if cache is not None and refresh_days is not None:
+            if cache is not None:
+                days_only = _BOOKING_DAYS if refresh_days is not None else "false"
                 cursor.execute(
-                    _UNSEEN_SPAN_SQL,
-                    {"last": cache.last_change_id, "snapshot": cache.snapshot, "xact": cache.xact},
+                    f"""SELECT count(*) FILTER (WHERE NOT {ignores} AND NOT {days_only}),
+                               min(d.day_from) FILTER (WHERE NOT {ignores} AND {days_only}),
+                               max(d.day_to) FILTER (WHERE NOT {ignores} AND {days_only})
+                        FROM analytics_datachange d WHERE {_UNSEEN_BY_ROW}""",
+                    _unseen_params(cache, params),
                 )
-                only_bookings, first_day, last_day = cursor.fetchone()
-                if only_bookings:
+                others, first_day, last_day = cursor.fetchone()
+                if not others:
+                    if first_day is None:
+                        return cache.value  # another process brought it up to date meanwhile
                     days = (first_day, last_day)
         started = time.perf_counter()
         value = compute() if days is None else refresh_days(cache.value, *days)
@@ -641,7 +653,10 @@ def credit_cells(*, year_start: dt.date, through: dt.date) -> list[tuple]:
         return kept + compute(start, end)
 
     cells = cached_read(
-        f"credits:{year_start.isoformat()}:{through.isoformat()}", compute, refresh_days=refresh_days
+        f"credits:{year_start.isoformat()}:{through.isoformat()}",
+        compute,
+        ignores=CREDITS_IGNORE,
+        refresh_days=refresh_days,
     )
     return [(p, t, dt.date.fromisoformat(m), c, a, n) for p, t, m, c, a, n in cells]
 
@@ -1203,7 +1218,9 @@ def territory_balance(*, plan: Plan, territory_ids: list[int] | None) -> dict[in
     wanted = None if territory_ids is None else set(territory_ids)
     return {
         row[0]: dict(zip(BALANCE_METRICS, row[1:], strict=True))
-        for row in cached_read(f"balance:{plan.pk}", compute)
+        for row in cached_read(
+            f"balance:{plan.pk}", compute, ignores=BALANCE_IGNORE, params={"plan": plan.pk}
+        )
         if wanted is None or row[0] in wanted
     }
 

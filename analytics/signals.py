@@ -13,17 +13,20 @@ logger = logging.getLogger(__name__)
 
 
 # A CRM's bookings arrive in bursts of bulk requests: one re-warm a few seconds after the first.
+# A move or a publication is one transaction: its re-warm starts at once, so a manager who looks
+# moments later finds it done or waits for it (one computation per key) rather than computing
+# the year's credits in the request.
 WARM_DELAY_SECONDS = 3
 
 
-def read_caches_warm_soon() -> None:
+def read_caches_warm_soon(delay: int = WARM_DELAY_SECONDS) -> None:
     """Queue one re-warm of the dashboards' read caches (coalesced while one is pending)."""
     from .tasks import WARM_PENDING_KEY, warm_read_caches
 
-    if not cache.add(WARM_PENDING_KEY, 1, timeout=WARM_DELAY_SECONDS):
+    if not cache.add(WARM_PENDING_KEY, 1, timeout=max(delay, 1)):
         return
     try:
-        warm_read_caches.apply_async(countdown=WARM_DELAY_SECONDS)
+        warm_read_caches.apply_async(countdown=delay)
     except OperationalError:  # the broker is down: the next dashboard view computes it
         cache.delete(WARM_PENDING_KEY)
         logger.warning("Could not queue the re-warm of the dashboards' read caches")
@@ -37,7 +40,7 @@ def on_domain_event(sender, event: str, payload: dict, **kwargs) -> None:
     """A published plan gets a balance snapshot, the baseline for the balance-drift warning. Moves
     in the active plan and publishing change who is credited: the dashboards' caches re-warm."""
     if event in (PLAN_PUBLISHED, ASSIGNMENT_CHANGED):
-        read_caches_warm_soon()
+        read_caches_warm_soon(delay=0)
     if event == PLAN_PUBLISHED and payload.get("plan_id"):
         from .tasks import snapshot_plan_balance
 

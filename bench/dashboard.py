@@ -13,8 +13,10 @@ Measured in the same run:
   fairness figures over the 200 reps), and the /dashboard/ page through Django's test client, both
   with the credit cache fresh; the first view after 1,000 bookings of the last month came through
   the bulk upsert (the cache re-credits that month: analytics migration 0004 records the booking
-  days a write touched); and the first view after any other write (an account moved, a plan
-  published), when the crediting query runs over the whole year's bookings. No worker runs: in
+  days a write touched); and the first view after any other write the credits depend on (an
+  account moved in the published plan, a plan published; not edits of draft scenarios or account
+  attributes, which leave them as they are), when the crediting query runs over the whole year's
+  bookings. No worker runs: in
   production analytics.warm_read_caches recomputes after such writes, before a manager looks;
 - peer: the straightforward ORM loop, one booking aggregate and one quota aggregate per rep (what
   a per-rep view would do), giving the same booked and quota figures per rep.

@@ -17,6 +17,7 @@ from django.contrib.gis.geos import GEOSGeometry
 from django.core.cache import cache
 from django.db import transaction
 from django.db.models import Count, F, Max, Sum
+from django.db.models.functions import Length
 from django.http import HttpResponse
 from django.urls import path, reverse
 from django.utils.cache import get_conditional_response, quote_etag
@@ -32,6 +33,7 @@ from .models import (
     AccountAssignment,
     AssignmentRule,
     BalanceJob,
+    BaseTile,
     Change,
     GeoUnit,
     Plan,
@@ -587,3 +589,29 @@ class PlanCommentAdmin(admin.ModelAdmin):
     search_fields = ("body", "plan__name", "author__username")
     raw_id_fields = ("plan", "author", "territory")
     list_select_related = ("plan", "author", "territory")
+
+
+@admin.register(BaseTile)
+class BaseTileAdmin(admin.ModelAdmin):
+    """Encoded state and county tiles kept for every server process; read-only. Deleting them is
+    safe (the next request draws them again)."""
+
+    list_display = ("__str__", "z", "x", "y", "size", "created")
+    list_filter = ("z",)
+    search_fields = ("=z",)
+    exclude = ("data",)
+    readonly_fields = ("z", "x", "y", "size", "created")
+
+    @admin.display(description="bytes", ordering="data_bytes")
+    def size(self, obj: BaseTile) -> int:
+        return obj.data_bytes
+
+    def get_queryset(self, request):
+        # The list shows sizes, not the tiles: the bytes are measured in the database.
+        return super().get_queryset(request).defer("data").annotate(data_bytes=Length("data"))
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False

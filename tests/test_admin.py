@@ -29,6 +29,7 @@ from territories.models import (
     AccountAssignment,
     AssignmentRule,
     BalanceJob,
+    BaseTile,
     Change,
     GeoUnit,
     Plan,
@@ -49,7 +50,7 @@ NO_ADD_PAGE |= {"quotas.QuotaAdjustment", "quotas.QuotaRelief", "quotas.QuotaCha
 NO_ADD_PAGE |= {"integrations.WebhookDelivery", "integrations.ImportJob"}
 # Warning signs, check runs, snapshots and caches come from the analytics services only.
 NO_ADD_PAGE |= {"analytics.WarningSign", "analytics.WarningCheck", "analytics.PlanBalanceSnapshot"}
-NO_ADD_PAGE |= {"analytics.ReadCache"}
+NO_ADD_PAGE |= {"analytics.ReadCache", "territories.BaseTile"}
 # Anything that would make a page fetch from another host.
 EXTERNAL_MARKERS = ("cdn", "openstreetmap", "//unpkg", "jsdelivr", "earthdata")
 EXTERNAL_ASSET = re.compile(r"""<(?:script|link|img|iframe)\b[^>]*\b(?:src|href)=["']?(?:https?:)?//""", re.I)
@@ -237,6 +238,7 @@ def _analytics_rows(plan) -> list:
             last_seen=now,
         ),
         ReadCache.objects.create(key="credits:admin-test", snapshot="1:1:", value=[]),
+        BaseTile.objects.create(z=4, x=3, y=6, data=b"\x1a\x00"),
     ]
 
 

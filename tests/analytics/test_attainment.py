@@ -339,6 +339,8 @@ def test_bookings_moves_and_publishing_queue_one_rewarm(
             plan=sales.plan, account_ids=[account.pk], territory=sales.world.leaves["W-T1"]
         )
     assert len(queued) == 2
+    # Bookings arrive in bursts (the run waits a few seconds); a move starts its run at once.
+    assert [q["countdown"] for q in queued] == [3, 0]
 
 
 def test_bookings_writes_recredit_only_their_months_and_match_a_full_computation(sales, monkeypatch):
@@ -393,3 +395,58 @@ def test_bookings_writes_recredit_only_their_months_and_match_a_full_computation
     AccountAssignment.objects.filter(plan=sales.plan).update(locked=True)
     cells()
     assert windows == [[(dt.date(2026, 1, 1), AS_OF)]]
+
+
+def test_scenario_edits_and_account_attributes_leave_the_credits_as_they_are(sales, monkeypatch):
+    from analytics.models import ReadCache
+    from territories.services import account_assignments_move
+
+    def credits():
+        return sorted(selectors.credit_cells(year_start=dt.date(2026, 1, 1), through=AS_OF))
+
+    def balance(plan):
+        return selectors.territory_balance(plan=plan, territory_ids=None)
+
+    calls = {"credits": 0}
+    real_credits = selectors._credit_rows
+
+    def counting_credits(crediting):
+        calls["credits"] += 1
+        return real_credits(crediting)
+
+    monkeypatch.setattr(selectors, "_credit_rows", counting_credits)
+    before = credits()
+    active_balance = balance(sales.plan)
+    assert calls["credits"] == 1
+
+    # A planner builds and edits a scenario: nobody's credits or the active plan's balance change.
+    scenario = plan_clone(plan=sales.plan, name="Scenario B", actor=sales.world.planner)
+    leaf_t2 = scenario.territories.get(code="W-T2")
+    moved = AccountAssignment.objects.filter(plan=scenario, territory__code="W-T1").values_list(
+        "account_id", flat=True
+    )
+    account_assignments_move(plan=scenario, account_ids=list(moved), territory=leaf_t2)
+    assert credits() == before and calls["credits"] == 1
+    seconds = ReadCache.objects.get(key=f"balance:{sales.plan.pk}").updated
+    assert balance(sales.plan) == active_balance
+    assert ReadCache.objects.get(key=f"balance:{sales.plan.pk}").updated == seconds
+    # The scenario's own balance is its own.
+    assert (
+        balance(scenario)[leaf_t2.pk]["accounts"]
+        == active_balance[sales.world.leaves["W-T1"].pk]["accounts"]
+        + (active_balance[sales.world.leaves["W-T2"].pk]["accounts"])
+    )
+
+    # A CRM updates account attributes: credits stay, the balance (revenue) follows.
+    account = sales.world.accounts["W-T1"][0]
+    account.revenue = account.revenue + 1000
+    account.save()
+    assert credits() == before and calls["credits"] == 1
+    assert balance(sales.plan)[sales.world.leaves["W-T1"].pk]["revenue"] == (
+        active_balance[sales.world.leaves["W-T1"].pk]["revenue"] + 1000
+    )
+
+    # Publishing-relevant writes still count: a move in the published plan credits the year again.
+    account_assignments_move(plan=sales.plan, account_ids=[account.pk], territory=sales.world.leaves["W-T2"])
+    credits()
+    assert calls["credits"] == 2
