@@ -60,6 +60,9 @@ def main() -> None:
     db_url = base_url.rsplit("/", 1)[0] + "/" + args.database
     os.environ["DATABASE_URL"] = db_url
     os.environ["DJANGO_SETTINGS_MODULE"] = "config.settings.local"
+    # No worker runs here: tasks the measured code queues (relief, webhooks, re-warms) stay in this
+    # process instead of waiting in the development broker for a `make run` worker and its database.
+    os.environ.setdefault("CELERY_BROKER_URL", "memory://")
     os.environ["DJANGO_DEBUG"] = "false"  # DEBUG keeps every query in memory: not what production runs
     os.environ["TESSERA_LOG_LEVEL"] = "WARNING"
     os.environ["TESSERA_API_TOKEN_RATE"] = "10000000/minute"  # measure the API, not the throttle

@@ -58,6 +58,9 @@ def django_setup(database: str = "tessera_bench_quotas") -> None:
     base_url = os.environ.get("DATABASE_URL", "postgis://postgres@127.0.0.1:5432/tessera")
     os.environ["DATABASE_URL"] = base_url.rsplit("/", 1)[0] + "/" + database
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.local")
+    # No worker runs here: tasks the measured code queues (relief, webhooks, re-warms) stay in this
+    # process instead of waiting in the development broker for a `make run` worker and its database.
+    os.environ.setdefault("CELERY_BROKER_URL", "memory://")
     os.environ.setdefault("TESSERA_LOG_LEVEL", "WARNING")
     import psycopg
 
