@@ -577,8 +577,10 @@ def cached_read(key: str, compute, *, ignores: str = "false", params: dict | Non
     instead of running the same query beside it on the same two cores."""
     from .models import ReadCache
 
+    # A change row naming no table (NULL in every test) matters to every read: hence COALESCE.
+    ignored = f"COALESCE({ignores}, false)"
     stale_sql = (
-        f"SELECT EXISTS (SELECT 1 FROM analytics_datachange d WHERE {_UNSEEN_BY_ROW} AND NOT {ignores})"
+        f"SELECT EXISTS (SELECT 1 FROM analytics_datachange d WHERE {_UNSEEN_BY_ROW} AND NOT {ignored})"
     )
     cache = ReadCache.objects.filter(key=key).first()
     with connection.cursor() as cursor:
@@ -600,11 +602,11 @@ def cached_read(key: str, compute, *, ignores: str = "false", params: dict | Non
             snapshot, last_id, xact = cursor.fetchone()
             days = None
             if cache is not None:
-                days_only = _BOOKING_DAYS if refresh_days is not None else "false"
+                days_only = f"COALESCE({_BOOKING_DAYS}, false)" if refresh_days is not None else "false"
                 cursor.execute(
-                    f"""SELECT count(*) FILTER (WHERE NOT {ignores} AND NOT {days_only}),
-                               min(d.day_from) FILTER (WHERE NOT {ignores} AND {days_only}),
-                               max(d.day_to) FILTER (WHERE NOT {ignores} AND {days_only})
+                    f"""SELECT count(*) FILTER (WHERE NOT {ignored} AND NOT {days_only}),
+                               min(d.day_from) FILTER (WHERE NOT {ignored} AND {days_only}),
+                               max(d.day_to) FILTER (WHERE NOT {ignored} AND {days_only})
                         FROM analytics_datachange d WHERE {_UNSEEN_BY_ROW}""",
                     _unseen_params(cache, params),
                 )
