@@ -36,6 +36,7 @@ from django.db import connection, models, transaction
 from django.db.models import BooleanField, F, FloatField, Func, Value
 from django.utils import timezone
 
+from tessera_common.db import analyze_after_large_write
 from tessera_common.errors import ApplicationError
 from tessera_common.events import accounts_created_emit
 
@@ -582,6 +583,7 @@ def _bulk_upsert_atomic(
         if outcome.status == CREATED:
             outcome.id = ids[outcome.external_id]
     result.committed = True
+    analyze_after_large_write(kind.model, rows=result.totals[CREATED] + result.totals[UPDATED])
     logger.info("%s bulk upsert by %s: %s", kind.noun, actor or "system", result.totals)
     return result
 

@@ -51,6 +51,7 @@ from accounts.services import (
 )
 from territories.choices import AssignmentRole, MemberRole, PlanStatus
 from territories.models import AccountAssignment, Change, Plan, Territory, TerritoryMembership
+from tessera_common.db import analyze_after_large_write
 from tessera_common.errors import ApplicationError
 from tessera_common.events import bookings_written_emit
 
@@ -1445,6 +1446,7 @@ def _booking_bulk_upsert(*, rows, atomic, actor, progress, row_numbers, input_er
     result.committed = True
     if to_create or to_update:
         bookings_written_emit(len(to_create) + len(to_update))
+        analyze_after_large_write(Booking, rows=len(to_create) + len(to_update))
     logger.info("booking bulk upsert by %s: %s", actor or "system", result.totals)
     return result
 

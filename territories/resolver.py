@@ -27,6 +27,7 @@ from django.db.models.fields.json import KeyTextTransform
 from django.db.models.functions import Lower, Trim
 
 from accounts.models import Account
+from tessera_common.db import analyze_after_large_write
 from tessera_common.errors import ApplicationError
 from tessera_common.events import ASSIGNMENT_CHANGED, event_emit
 
@@ -581,6 +582,9 @@ def plan_materialize(
                 ],
             )
 
+    # A rebuild rewrites the plan's assignments (and may log as many changes).
+    analyze_after_large_write(AccountAssignment, rows=total_accounts)
+    analyze_after_large_write(Change, rows=moved)
     assigned = sum(by_source.values())
     result = MaterializeResult(
         plan_id=plan.pk,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.db import connection
 from django.db.models import Field, ForeignObject, Lookup
 
 
@@ -26,3 +27,18 @@ class AnyOf(Lookup):
 # Foreign keys keep lookups of their own (related lookups), so they are registered there too.
 Field.register_lookup(AnyOf)
 ForeignObject.register_lookup(AnyOf)
+
+
+# A bulk write at least this large refreshes the planner statistics of what it wrote.
+LARGE_WRITE_ROWS = 10_000
+
+
+def analyze_after_large_write(*models, rows: int) -> None:
+    """ANALYZE the tables of `models` after a bulk write of `rows` rows. Autovacuum may be off (it is
+    on the machines this was built on) or not have caught up yet, and PostgreSQL would plan the next
+    reads of 100k fresh rows from no statistics (nested loops where a hash join takes a third)."""
+    if rows < LARGE_WRITE_ROWS:
+        return
+    with connection.cursor() as cursor:
+        for model in models:
+            cursor.execute(f"ANALYZE {connection.ops.quote_name(model._meta.db_table)}")

@@ -302,3 +302,26 @@ def test_materialize_after_clone_keeps_locks(world):
     services.plan_materialize(plan=clone)
     row = AccountAssignment.objects.get(plan=clone, account=account)
     assert row.locked and row.territory.code == "E-T1"
+
+
+def test_large_bulk_writes_refresh_the_statistics_of_what_they_wrote(world, monkeypatch):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from accounts.services import account_bulk_upsert
+    from tessera_common import db
+
+    def analyzed(write) -> list[str]:
+        with CaptureQueriesContext(connection) as queries:
+            write()
+        return [q["sql"] for q in queries.captured_queries if q["sql"].startswith("ANALYZE")]
+
+    rows = [{"external_id": f"BULK-{i}", "name": f"Bulk {i}"} for i in range(3)]
+    assert analyzed(lambda: account_bulk_upsert(rows=rows)) == []  # small: autovacuum's job
+    monkeypatch.setattr(db, "LARGE_WRITE_ROWS", 3)
+    assert analyzed(lambda: account_bulk_upsert(rows=[{**r, "name": r["name"] + "!"} for r in rows])) == [
+        'ANALYZE "accounts_account"'
+    ]
+    assert 'ANALYZE "territories_accountassignment"' in analyzed(
+        lambda: services.plan_materialize(plan=world.plan)
+    )
