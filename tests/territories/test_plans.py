@@ -304,24 +304,37 @@ def test_materialize_after_clone_keeps_locks(world):
     assert row.locked and row.territory.code == "E-T1"
 
 
-def test_large_bulk_writes_refresh_the_statistics_of_what_they_wrote(world, monkeypatch):
+def test_large_bulk_writes_queue_a_refresh_of_the_statistics_of_what_they_wrote(
+    world, monkeypatch, django_capture_on_commit_callbacks
+):
+    from django.core.cache import cache
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
 
     from accounts.services import account_bulk_upsert
-    from tessera_common import db
+    from tessera_common import db, tasks
 
-    def analyzed(write) -> list[str]:
-        with CaptureQueriesContext(connection) as queries:
-            write()
-        return [q["sql"] for q in queries.captured_queries if q["sql"].startswith("ANALYZE")]
-
+    queued = []
+    monkeypatch.setattr(tasks.analyze_tables, "delay", lambda labels: queued.append(labels))
+    for label in ("accounts.Account", "territories.AccountAssignment", "territories.Change"):
+        cache.delete(db.ANALYZE_PENDING_KEY.format(label=label))
     rows = [{"external_id": f"BULK-{i}", "name": f"Bulk {i}"} for i in range(3)]
-    assert analyzed(lambda: account_bulk_upsert(rows=rows)) == []  # small: autovacuum's job
+    with django_capture_on_commit_callbacks(execute=True):
+        account_bulk_upsert(rows=rows)
+    assert queued == []  # small: autovacuum's job
     monkeypatch.setattr(db, "LARGE_WRITE_ROWS", 3)
-    assert analyzed(lambda: account_bulk_upsert(rows=[{**r, "name": r["name"] + "!"} for r in rows])) == [
-        'ANALYZE "accounts_account"'
-    ]
-    assert 'ANALYZE "territories_accountassignment"' in analyzed(
-        lambda: services.plan_materialize(plan=world.plan)
-    )
+    monkeypatch.setattr(db, "ANALYZE_GROWTH", 0)
+    with django_capture_on_commit_callbacks(execute=True):
+        account_bulk_upsert(rows=[{**r, "name": r["name"] + "!"} for r in rows])
+    assert queued == [["accounts.Account"]]
+    with django_capture_on_commit_callbacks(execute=True):
+        services.plan_materialize(plan=world.plan)
+    assert ["territories.AccountAssignment"] in queued or [
+        "territories.AccountAssignment",
+        "territories.Change",
+    ] in queued
+
+    # The worker's side: the named models' tables are analyzed, nothing else.
+    with CaptureQueriesContext(connection) as queries:
+        assert tasks.analyze_tables(["accounts.Account"]) == ["accounts_account"]
+    assert [q["sql"] for q in queries.captured_queries] == ['ANALYZE "accounts_account"']
