@@ -1,6 +1,8 @@
+from django.conf import settings
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
+from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView
 
 # API modules are listed one per area so each can grow without touching the others; their paths
@@ -16,7 +18,11 @@ api_v1 = [
     path("", include("integrations.api.urls")),
 ]
 
+FAVICON_URL = "/" + settings.STATIC_URL.strip("/") + "/favicon.svg"
+
 urlpatterns = [
+    # Browsers and tools ask for /favicon.ico on their own; pages name the SVG (templates/base.html).
+    path("favicon.ico", RedirectView.as_view(url=FAVICON_URL, permanent=True)),
     path("admin/", admin.site.urls),
     path("login/", auth_views.LoginView.as_view(), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),

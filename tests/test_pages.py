@@ -51,3 +51,13 @@ def test_plan_list_queries_do_not_grow_with_plans(client, world, django_assert_m
     client.force_login(world.planner)
     with django_assert_max_num_queries(12):
         client.get(reverse("home"))
+
+
+def test_pages_name_an_icon_and_favicon_ico_leads_to_it(client):
+    from django.contrib.staticfiles import finders
+
+    html = client.get(reverse("login")).content.decode()
+    assert '<link rel="icon" href="/static/favicon.svg" type="image/svg+xml">' in html
+    response = client.get("/favicon.ico")
+    assert response.status_code == 301 and response.url == "/static/favicon.svg"
+    assert finders.find("favicon.svg")

@@ -95,7 +95,7 @@ def browser(live_server, sales, monkeypatch) -> Iterator[Browser]:
                 session.external_requests.append(url)
                 route.abort()
             elif urlsplit(url).path == "/favicon.ico":
-                # The browser asks for it on its own; the site has none (templates/base.html).
+                # Pages name an SVG icon (templates/base.html); a browser may still ask for this.
                 route.fulfill(status=204, body="")
             else:
                 route.continue_()
