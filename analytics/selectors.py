@@ -49,12 +49,13 @@ BALANCE_METRICS = ("accounts", "revenue", "potential", "workload")
 # PostgreSQL plans with real estimates. Accounts never moved since publication (nearly all) take the
 # fast path, a hash join of the period's bookings with today's assignments; the few moved ones are
 # resolved booking by booking.
-_MOVES_CTE = """
+_MOVES_FROM = """FROM territories_change
+    WHERE plan_id = %(plan)s AND kind = %(moved)s AND account_id IS NOT NULL AND at > %(published)s"""
+_MOVES_CTE = f"""
 WITH moves AS (
     SELECT account_id, at, territory_from_id,
            LAG(at) OVER (PARTITION BY account_id ORDER BY at, id) AS prev_at
-    FROM territories_change
-    WHERE plan_id = %(plan)s AND kind = %(moved)s AND account_id IS NOT NULL AND at > %(published)s
+    {_MOVES_FROM}
 ),
 moved AS (SELECT DISTINCT account_id FROM moves),
 """
@@ -87,10 +88,7 @@ _OWNED_BOOKINGS_SQL = (
 # The accounts moved in a plan since it was published: the only ones whose bookings need the Change
 # log. Read first, so the credit of every other account is one plain join PostgreSQL can run in
 # parallel workers (a CTE in the same statement kept it on one core: 1.4 s over 1M bookings).
-_MOVED_ACCOUNTS_SQL = """
-SELECT DISTINCT account_id FROM territories_change
-WHERE plan_id = %(plan)s AND kind = %(moved)s AND account_id IS NOT NULL AND at > %(published)s
-"""
+_MOVED_ACCOUNTS_SQL = f"SELECT DISTINCT account_id {_MOVES_FROM}"
 
 # The month is grouped by date_trunc over a timestamp (immutable, unlike the timestamptz one), the
 # expression quotas' extended statistics (quotas_booking_month_stats) describe: with them PostgreSQL
@@ -128,6 +126,20 @@ GROUP BY 1, 2
 )
 
 
+def _crediting_params(plan: Plan, d_from: dt.date, d_to: dt.date, **extra) -> dict:
+    """The parameters every crediting statement binds for one plan and its dates."""
+    return {
+        "moved": ChangeKind.ACCOUNT_MOVED,
+        "primary": AssignmentRole.PRIMARY,
+        "tz": settings.TIME_ZONE,
+        "plan": plan.pk,
+        "d_from": d_from,
+        "d_to": d_to,
+        "published": plan.published_at,
+        **extra,
+    }
+
+
 def _owned_rows(
     template: str,
     crediting: list,
@@ -136,11 +148,7 @@ def _owned_rows(
 ) -> list[tuple]:
     """Run `template` once per crediting plan; each row is prefixed with the plan id."""
     parts = {"scope_assignments": "", "scope_owned": "", "component": ""}
-    base: dict = {
-        "moved": ChangeKind.ACCOUNT_MOVED,
-        "primary": AssignmentRole.PRIMARY,
-        "tz": settings.TIME_ZONE,
-    }
+    base: dict = {}
     if territories is not None:
         base["territories"] = territories
         parts["scope_assignments"] = "AND aa.territory_id = ANY(%(territories)s::bigint[])"
@@ -152,8 +160,7 @@ def _owned_rows(
     rows: list[tuple] = []
     with connection.cursor() as cursor:
         for plan, d_from, d_to, _mapping in crediting:
-            params = {**base, "plan": plan.pk, "d_from": d_from, "d_to": d_to, "published": plan.published_at}
-            cursor.execute(sql, params)
+            cursor.execute(sql, _crediting_params(plan, d_from, d_to, **base))
             rows += [(plan.pk, *row) for row in cursor.fetchall()]
     return rows
 
@@ -161,13 +168,12 @@ def _owned_rows(
 def _credit_rows(crediting: list) -> list[tuple]:
     """[(plan_id, territory_id, month, component, amount, bookings)] of every booking in each
     crediting plan's dates: unmoved accounts in one parallel join, moved ones through the log."""
-    base = {"moved": ChangeKind.ACCOUNT_MOVED, "primary": AssignmentRole.PRIMARY, "tz": settings.TIME_ZONE}
     rows: list[tuple] = []
     with transaction.atomic(), connection.cursor() as cursor:
         # Compiling this one statement took 50 ms of JIT and saved nothing.
         cursor.execute("SET LOCAL jit = off")
         for plan, d_from, d_to, _mapping in crediting:
-            params = {**base, "plan": plan.pk, "d_from": d_from, "d_to": d_to, "published": plan.published_at}
+            params = _crediting_params(plan, d_from, d_to)
             cursor.execute(_MOVED_ACCOUNTS_SQL, params)
             params["moved_ids"] = [account_id for (account_id,) in cursor.fetchall()]
             cursor.execute(_CREDIT_UNMOVED_SQL, params)

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import logging
 
-from django.core.cache import cache
 from kombu.exceptions import OperationalError
 
 from tessera_common.events import ASSIGNMENT_CHANGED, PLAN_PUBLISHED
+from tessera_common.queueing import enqueue_once
 
 logger = logging.getLogger(__name__)
 
@@ -20,16 +20,16 @@ WARM_DELAY_SECONDS = 3
 
 
 def read_caches_warm_soon(delay: int = WARM_DELAY_SECONDS) -> None:
-    """Queue one re-warm of the dashboards' read caches (coalesced while one is pending)."""
+    """Queue one re-warm of the dashboards' read caches (coalesced while one is pending). With the
+    broker down the next dashboard view computes what is stale."""
     from .tasks import WARM_PENDING_KEY, warm_read_caches
 
-    if not cache.add(WARM_PENDING_KEY, 1, timeout=max(delay, 1)):
-        return
-    try:
-        warm_read_caches.apply_async(countdown=delay)
-    except OperationalError:  # the broker is down: the next dashboard view computes it
-        cache.delete(WARM_PENDING_KEY)
-        logger.warning("Could not queue the re-warm of the dashboards' read caches")
+    enqueue_once(
+        WARM_PENDING_KEY,
+        lambda: warm_read_caches.apply_async(countdown=delay),
+        hold=max(delay, 1),
+        what="the re-warm of the dashboards' read caches",
+    )
 
 
 def on_bookings_written(sender, count: int, **kwargs) -> None:

@@ -74,24 +74,29 @@ def base_tile(z: int, x: int, y: int) -> bytes:
     if cached is not None:
         return cached
     kept = z < FINE_UNIT_MIN_ZOOM  # states and counties only: kept in the database too
-    with connection.cursor() as cursor:
-        data = None
+    data = _kept_base_tile(z, x, y) if kept else None
+    if data is None:
+        data = _base_tile(z, x, y)
         if kept:
-            cursor.execute(
-                "SELECT data FROM territories_basetile WHERE z = %s AND x = %s AND y = %s", [z, x, y]
-            )
-            row = cursor.fetchone()
-            data = bytes(row[0]) if row else None
-        if data is None:
-            data = _base_tile(z, x, y)
-            if kept:
-                cursor.execute(
-                    """INSERT INTO territories_basetile (z, x, y, data, created)
-                       VALUES (%s, %s, %s, %s, now()) ON CONFLICT (z, x, y) DO NOTHING""",
-                    [z, x, y, data],
-                )
+            _keep_base_tile(z, x, y, data)
     BASE_TILES.put(key, data)
     return data
+
+
+def _kept_base_tile(z: int, x: int, y: int) -> bytes | None:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT data FROM territories_basetile WHERE z = %s AND x = %s AND y = %s", [z, x, y])
+        row = cursor.fetchone()
+    return bytes(row[0]) if row else None
+
+
+def _keep_base_tile(z: int, x: int, y: int, data: bytes) -> None:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """INSERT INTO territories_basetile (z, x, y, data, created)
+               VALUES (%s, %s, %s, %s, now()) ON CONFLICT (z, x, y) DO NOTHING""",
+            [z, x, y, data],
+        )
 
 
 def _base_tile(z: int, x: int, y: int) -> bytes:

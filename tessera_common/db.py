@@ -45,9 +45,9 @@ def analyze_after_large_write(*models, rows: int) -> None:
     transactions did, so a CRM pushing 1,000 rows a request is covered too. Autovacuum would do this,
     but it may be off (it is on the machines this was built on) or behind, and PostgreSQL then plans
     reads of 100k fresh rows from no statistics (nested loops where a hash join takes a third)."""
-    from django.core.cache import cache
     from django.db import transaction
-    from kombu.exceptions import OperationalError
+
+    from .queueing import enqueue_once
 
     due = []
     with connection.cursor() as cursor:
@@ -67,12 +67,12 @@ def analyze_after_large_write(*models, rows: int) -> None:
     def queue() -> None:
         from .tasks import analyze_tables
 
-        labels = [label for label in due if cache.add(ANALYZE_PENDING_KEY.format(label=label), 1, timeout=60)]
-        if labels:
-            try:
-                analyze_tables.delay(labels)
-            except OperationalError:  # the broker is down: autovacuum, or the next large write, does it
-                for label in labels:
-                    cache.delete(ANALYZE_PENDING_KEY.format(label=label))
+        for label in due:
+            enqueue_once(
+                ANALYZE_PENDING_KEY.format(label=label),
+                lambda label=label: analyze_tables.delay([label]),
+                hold=60,
+                what=f"statistics of {label}",
+            )
 
     transaction.on_commit(queue)
