@@ -5,32 +5,19 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
-from django.conf import settings
 from django.contrib.gis.geos import MultiPolygon, Point, Polygon
 
 from accounts.models import Account
 from territories.choices import UnitLevel
 from territories.models import GeoUnit
+from tests.browser_support import CHROMIUM, CHROMIUM_ARGS, LOCAL_HOSTS, screenshot_on_failure
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-LOCAL_HOSTS = {"localhost", "127.0.0.1", "::1"}
-ARTIFACTS = Path(settings.BASE_DIR) / "test-artifacts"
 PASSWORD = "browser-test-pw"
 
 # Resolves once the widget's map has loaded every source (the state GeoJSON included) and drawn.
@@ -98,16 +85,6 @@ class Browser:
     def assert_stayed_local_and_quiet(self) -> None:
         assert self.external_requests == []
         assert self.console_errors == []
-
-
-@contextmanager
-def screenshot_on_failure(browser: Browser, name: str) -> Iterator[None]:
-    try:
-        yield
-    except BaseException:
-        ARTIFACTS.mkdir(exist_ok=True)
-        browser.page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
-        raise
 
 
 @pytest.fixture

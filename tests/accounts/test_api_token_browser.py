@@ -4,21 +4,18 @@ once, use it against the API, revoke it; nothing leaves the machine and the cons
 from __future__ import annotations
 
 import re
-from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
 import requests
-from django.conf import settings
 
 from accounts.choices import Role
+from tests.browser_support import ARTIFACTS, CHROMIUM
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = Path("/usr/bin/chromium")
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
         "--disable-sync", "--no-first-run"]  # fmt: skip
-ARTIFACTS = Path(settings.BASE_DIR) / "test-artifacts"
 PASSWORD = "browser-test-pw"
 
 

@@ -6,27 +6,16 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
-from django.conf import settings
+
+from tests.browser_support import CHROMIUM, CHROMIUM_ARGS, LOCAL_HOSTS, screenshot_on_failure
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-LOCAL_HOSTS = {"localhost", "127.0.0.1", "::1"}
-ARTIFACTS = Path(settings.BASE_DIR) / "test-artifacts"
 AS_OF = "2026-06-30"
 
 # Distinct colours on a canvas: a blank or failed chart has one or two.
@@ -62,16 +51,6 @@ class Browser:
         assert self.external_requests == []
         assert self.console_errors == []
         assert self.failed_responses == []
-
-
-@contextmanager
-def screenshot_on_failure(browser: Browser, name: str) -> Iterator[None]:
-    try:
-        yield
-    except BaseException:
-        ARTIFACTS.mkdir(exist_ok=True)
-        browser.page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
-        raise
 
 
 @pytest.fixture

@@ -7,33 +7,19 @@ each failure under test-artifacts/."""
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
-from django.conf import settings
 from django.contrib.gis.geos import Point
 
 from territories import tiles
 from territories.choices import UnitLevel
+from tests.browser_support import LOCAL_HOSTS, launched_chromium, screenshot_on_failure
 from tests.factories import GeoUnitFactory, assign_unit, square
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-LOCAL_HOSTS = {"localhost", "127.0.0.1", "::1"}
-ARTIFACTS = Path(settings.BASE_DIR) / "test-artifacts"
 PASSWORD = "pw-for-tests"  # tests.factories.UserFactory's password
 
 
@@ -64,16 +50,6 @@ class Session:
         self.page.wait_for_selector("#planner[data-ready='1'][data-figures='1']")
 
 
-@contextmanager
-def screenshot_on_failure(session: Session, name: str) -> Iterator[None]:
-    try:
-        yield
-    except BaseException:
-        ARTIFACTS.mkdir(exist_ok=True)
-        session.page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
-        raise
-
-
 @pytest.fixture
 def mapped_world(transactional_db, world):
     """The shared world placed in the US: East accounts in a county near (-80, 35), West accounts
@@ -99,18 +75,8 @@ def mapped_world(transactional_db, world):
 
 @pytest.fixture
 def chromium(live_server, monkeypatch):
-    if not CHROMIUM.exists():
-        pytest.skip(f"{CHROMIUM} is not installed (apt-get install chromium)")
-    from playwright.sync_api import sync_playwright
-
-    # Playwright's sync API keeps an event loop in this thread; the tests' ORM calls are synchronous.
-    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
-        try:
-            yield browser
-        finally:
-            browser.close()
+    with launched_chromium(monkeypatch) as browser:
+        yield browser
 
 
 @pytest.fixture

@@ -7,34 +7,21 @@ from __future__ import annotations
 import re
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
 from types import SimpleNamespace
 from urllib.parse import urlsplit
 
 import pytest
-from django.conf import settings
 from django.contrib.gis.geos import Point
 from django.db import connection
 
 from accounts.models import Account
 from territories.choices import ChangeKind, JobStatus
 from territories.models import AssignmentRule, BalanceJob, Change, Plan, Territory
+from tests.browser_support import LOCAL_HOSTS, launched_chromium, screenshot_on_failure
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-LOCAL_HOSTS = {"localhost", "127.0.0.1", "::1"}
-ARTIFACTS = Path(settings.BASE_DIR) / "test-artifacts"
 PASSWORD = "pw-for-tests"  # tests.factories.UserFactory's password
 
 
@@ -52,16 +39,6 @@ class Browser:
     def assert_stayed_local_and_quiet(self) -> None:
         assert self.external_requests == []
         assert self.console_errors == []
-
-
-@contextmanager
-def screenshot_on_failure(browser: Browser, name: str) -> Iterator[None]:
-    try:
-        yield
-    except BaseException:
-        ARTIFACTS.mkdir(exist_ok=True)
-        browser.page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
-        raise
 
 
 @pytest.fixture
@@ -102,16 +79,7 @@ def balance_in_a_thread(monkeypatch):
 
 @pytest.fixture
 def browser(live_server, spread_world, monkeypatch) -> Iterator[Browser]:
-    if not CHROMIUM.exists():
-        pytest.skip(f"{CHROMIUM} is not installed (apt-get install chromium)")
-    from playwright.sync_api import sync_playwright
-
-    # Playwright's sync API keeps an event loop in this thread; the tests' ORM calls are synchronous.
-    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(
-            executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
-        )
+    with launched_chromium(monkeypatch) as chromium:
         context = chromium.new_context(viewport={"width": 1400, "height": 1000})
         page = context.new_page()
         session = Browser(page=page, base_url=live_server.url)
@@ -132,10 +100,7 @@ def browser(live_server, spread_world, monkeypatch) -> Iterator[Browser]:
         page.fill("#id_password", PASSWORD)
         page.click("main button[type=submit], main input[type=submit]")
         page.wait_for_load_state("networkidle")
-        try:
-            yield session
-        finally:
-            chromium.close()
+        yield session
 
 
 def open_planner(browser: Browser, plan: Plan, query: str = "") -> None:

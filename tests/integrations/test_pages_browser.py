@@ -5,31 +5,18 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
-from django.conf import settings
 
 from accounts.models import Account
+from tests.browser_support import LOCAL_HOSTS, launched_chromium, screenshot_on_failure
 
 from ..factories import PlanFactory, UserFactory
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-LOCAL_HOSTS = {"localhost", "127.0.0.1", "::1"}
-ARTIFACTS = Path(settings.BASE_DIR) / "test-artifacts"
 PASSWORD = "browser-test-pw"
 
 
@@ -56,16 +43,6 @@ class Browser:
         assert self.console_errors == []
 
 
-@contextmanager
-def screenshot_on_failure(browser: Browser, name: str) -> Iterator[None]:
-    try:
-        yield
-    except BaseException:
-        ARTIFACTS.mkdir(exist_ok=True)
-        browser.page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
-        raise
-
-
 @pytest.fixture
 def people(transactional_db):
     return {
@@ -76,16 +53,7 @@ def people(transactional_db):
 
 @pytest.fixture
 def browser(live_server, people, monkeypatch) -> Iterator[Browser]:
-    if not CHROMIUM.exists():
-        pytest.skip(f"{CHROMIUM} is not installed (apt-get install chromium)")
-    from playwright.sync_api import sync_playwright
-
-    # Playwright's sync API keeps an event loop in this thread; the tests' ORM calls are synchronous.
-    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(
-            executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
-        )
+    with launched_chromium(monkeypatch) as chromium:
         context = chromium.new_context(viewport={"width": 1280, "height": 1000})
         page = context.new_page()
         session = Browser(page=page, base_url=live_server.url)
@@ -102,10 +70,7 @@ def browser(live_server, people, monkeypatch) -> Iterator[Browser]:
         page.on("console", lambda msg: msg.type == "error" and session.console_errors.append(msg.text))
         page.on("pageerror", lambda error: session.console_errors.append(str(error)))
         page.set_default_timeout(15_000)
-        try:
-            yield session
-        finally:
-            chromium.close()
+        yield session
 
 
 def test_api_docs_render_offline_from_vendored_swagger_ui(browser):

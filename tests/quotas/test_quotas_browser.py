@@ -6,24 +6,16 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
-from django.conf import settings
 
 from quotas.models import Quota, QuotaAdjustment
 from territories.choices import PlanStatus
+from tests.browser_support import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, LOCAL_HOSTS
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-    "--disable-sync", "--no-first-run",
-]  # fmt: skip
-LOCAL_HOSTS = {"localhost", "127.0.0.1", "::1"}
-ARTIFACTS = Path(settings.BASE_DIR) / "test-artifacts"
 PASSWORD = "pw-for-tests"  # tests/factories.UserFactory's password
 
 
