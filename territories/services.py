@@ -12,6 +12,7 @@ from collections.abc import Iterable
 from django.db import connection, transaction
 from django.utils import timezone
 
+from tessera_common.db import analyze_after_large_write
 from tessera_common.errors import ApplicationError, StaleVersionError
 from tessera_common.events import ASSIGNMENT_CHANGED, PLAN_PUBLISHED, event_emit
 
@@ -178,7 +179,11 @@ def plan_clone(*, plan: Plan, name: str, actor=None) -> Plan:
                 WHERE aa.plan_id = %s""",
             [clone.pk, plan.pk],
         )
+        copied = cursor.rowcount
         cursor.execute("DROP TABLE tessera_clone_map")
+    # A copy of a large plan doubles the table: until it is analyzed, PostgreSQL thinks the new plan
+    # holds no assignments and reads its tiles, balance and (once published) credits by nested loops.
+    analyze_after_large_write(AccountAssignment, rows=copied)
     Change.objects.create(
         plan=clone,
         actor=actor,

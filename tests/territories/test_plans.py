@@ -333,6 +333,14 @@ def test_large_bulk_writes_queue_a_refresh_of_the_statistics_of_what_they_wrote(
         "territories.AccountAssignment",
         "territories.Change",
     ] in queued
+    # A scenario copied from a plan adds as many assignments again.
+    owned = [a.pk for accounts in world.accounts.values() for a in accounts]
+    services.account_assignments_move(plan=world.plan, account_ids=owned, territory=world.leaves["W-T1"])
+    queued.clear()
+    cache.delete(db.ANALYZE_PENDING_KEY.format(label="territories.AccountAssignment"))
+    with django_capture_on_commit_callbacks(execute=True):
+        services.plan_clone(plan=world.plan, name="Copy")
+    assert queued == [["territories.AccountAssignment"]]
 
     # The worker's side: the named models' tables are analyzed, nothing else.
     with CaptureQueriesContext(connection) as queries:
