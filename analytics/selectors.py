@@ -48,16 +48,13 @@ BALANCE_METRICS = ("accounts", "revenue", "potential", "workload")
 # Per crediting plan (usually one or two), with the plan, dates and publication bound as scalars so
 # PostgreSQL plans with real estimates. Accounts never moved since publication (nearly all) take the
 # fast path, a hash join of the period's bookings with today's assignments; the few moved ones are
-# resolved booking by booking.
+# resolved booking by booking: each booking looks up the first move after its day through the
+# index on the log's account (a join with all the plan's moves went quadratic once a plan had
+# thousands: 7 s for 1,000 accounts moved back and forth, with the log's statistics stale).
 _MOVES_FROM = """FROM territories_change
     WHERE plan_id = %(plan)s AND kind = %(moved)s AND account_id IS NOT NULL AND at > %(published)s"""
 _MOVES_CTE = f"""
-WITH moves AS (
-    SELECT account_id, at, territory_from_id,
-           LAG(at) OVER (PARTITION BY account_id ORDER BY at, id) AS prev_at
-    {_MOVES_FROM}
-),
-moved AS (SELECT DISTINCT account_id FROM moves),
+WITH moved AS (SELECT DISTINCT account_id {_MOVES_FROM}),
 """
 _UNMOVED_BOOKINGS = """
     SELECT b.account_id, b.amount, b.booked_on, b.component, aa.territory_id
@@ -69,17 +66,18 @@ _UNMOVED_BOOKINGS = """
 """
 _MOVED_BOOKINGS = """
     SELECT b.account_id, b.amount, b.booked_on, b.component,
-           CASE WHEN m.account_id IS NOT NULL THEN m.territory_from_id ELSE aa.territory_id END
+           CASE WHEN m.found THEN m.territory_from_id ELSE aa.territory_id END
     FROM moved k
     JOIN quotas_booking b
       ON b.account_id = k.account_id AND b.booked_on >= %(d_from)s AND b.booked_on <= %(d_to)s {component}
     LEFT JOIN territories_accountassignment aa
       ON aa.account_id = k.account_id AND aa.plan_id = %(plan)s AND aa.role = %(primary)s
-    LEFT JOIN moves m
-      ON m.account_id = k.account_id
-     AND m.at > GREATEST((b.booked_on + 1)::timestamp AT TIME ZONE %(tz)s, %(published)s)
-     AND (m.prev_at IS NULL
-          OR m.prev_at <= GREATEST((b.booked_on + 1)::timestamp AT TIME ZONE %(tz)s, %(published)s))
+    LEFT JOIN LATERAL (
+        SELECT true AS found, ch.territory_from_id FROM territories_change ch
+        WHERE ch.account_id = b.account_id AND ch.plan_id = %(plan)s AND ch.kind = %(moved)s
+          AND ch.at > GREATEST((b.booked_on + 1)::timestamp AT TIME ZONE %(tz)s, %(published)s)
+        ORDER BY ch.at, ch.id LIMIT 1
+    ) m ON true
 """
 _OWNED_BOOKINGS_SQL = (
     _MOVES_CTE + "owned AS (" + _UNMOVED_BOOKINGS + "    UNION ALL" + _MOVED_BOOKINGS + ")\n"
@@ -546,19 +544,18 @@ DELETE FROM analytics_datachange d WHERE NOT EXISTS (
 );
 """
 _UNSEEN_BY_ROW = _UNSEEN.format(last="%(last)s", snapshot="%(snapshot)s", xact="%(xact)s")
-# A bookings write that named the booking days it touched (analytics migration 0004).
-_BOOKING_DAYS = "(d.table_name = 'quotas_booking' AND d.day_from IS NOT NULL)"
+# A write that named the first booking day whose credit it may change (day_from; day_to the last, or
+# NULL for every day after): bookings by their dates (analytics migration 0004), moves, assignments
+# and publications by the rules of migration 0006.
+_CREDIT_DAYS = "(d.day_from IS NOT NULL)"
 
-# What a cached read does not depend on, as SQL over analytics_datachange d (migrations 0004-0005
-# name the table, booking days and plans of each write; a row naming nothing matters to every read).
+# What a cached read does not depend on, as SQL over analytics_datachange d (migrations 0004-0006
+# name the table, plans and credited days of each write; a row naming nothing matters to every read).
 # Credits: account attributes (a deleted account's bookings and assignments go with their own
-# writes), and plans, assignments and changes of plans that exist and were never published
-# (scenarios credit nobody; publishing one is a write to its plan row, which then counts).
+# writes), and writes whose credited days all fall outside the cached year through `through`: edits
+# of draft scenarios, lock toggles and version bumps name no day at all (9999-12-31).
 CREDITS_IGNORE = """(d.table_name = 'accounts_account'
-    OR (d.table_name IN ('territories_plan', 'territories_accountassignment', 'territories_change')
-        AND d.plan_ids IS NOT NULL
-        AND (SELECT count(*) FILTER (WHERE p.published_at IS NULL) FROM territories_plan p
-             WHERE p.id = ANY(d.plan_ids)) = cardinality(d.plan_ids)))"""
+    OR d.day_from > %(through)s OR d.day_to < %(year_start)s)"""
 # A plan's territory balance: bookings, the change log, and other plans and their assignments.
 BALANCE_IGNORE = """(d.table_name IN ('quotas_booking', 'territories_change')
     OR (d.table_name IN ('territories_plan', 'territories_accountassignment') AND d.plan_ids IS NOT NULL
@@ -575,8 +572,9 @@ def cached_read(key: str, compute, *, ignores: str = "false", params: dict | Non
     """`compute()`'s JSON-able answer, from analytics.models.ReadCache while no write it depends on
     came after it; computed and stored otherwise. `ignores` is an SQL condition on the change row
     `d` naming writes that cannot change the answer (with `params`). When the only other writes
-    were to bookings and `refresh_days` is given, `refresh_days(value, first day, last day)` brings
-    the stored answer up to date instead (only those days' bookings are read again).
+    named the booking days they may change and `refresh_days` is given, `refresh_days(value, first
+    day, last day or None for every day after)` brings the stored answer up to date instead (only
+    those days' bookings are credited again).
 
     One computation per key at a time (a PostgreSQL advisory lock on the key): a dashboard opened
     while the worker re-warms the cache (analytics.services.read_caches_warm) waits for that answer
@@ -608,19 +606,20 @@ def cached_read(key: str, compute, *, ignores: str = "false", params: dict | Non
             snapshot, last_id, xact = cursor.fetchone()
             days = None
             if cache is not None:
-                days_only = f"COALESCE({_BOOKING_DAYS}, false)" if refresh_days is not None else "false"
+                days_only = f"COALESCE({_CREDIT_DAYS}, false)" if refresh_days is not None else "false"
                 cursor.execute(
                     f"""SELECT count(*) FILTER (WHERE NOT {ignored} AND NOT {days_only}),
                                min(d.day_from) FILTER (WHERE NOT {ignored} AND {days_only}),
-                               max(d.day_to) FILTER (WHERE NOT {ignored} AND {days_only})
+                               max(d.day_to) FILTER (WHERE NOT {ignored} AND {days_only}),
+                               bool_or(d.day_to IS NULL) FILTER (WHERE NOT {ignored} AND {days_only})
                         FROM analytics_datachange d WHERE {_UNSEEN_BY_ROW}""",
                     _unseen_params(cache, params),
                 )
-                others, first_day, last_day = cursor.fetchone()
+                others, first_day, last_day, open_ended = cursor.fetchone()
                 if not others:
                     if first_day is None:
                         return cache.value  # another process brought it up to date meanwhile
-                    days = (first_day, last_day)
+                    days = (first_day, None if open_ended else last_day)
         started = time.perf_counter()
         value = compute() if days is None else refresh_days(cache.value, *days)
         ReadCache.objects.update_or_create(
@@ -649,11 +648,11 @@ def credit_cells(*, year_start: dt.date, through: dt.date) -> list[tuple]:
             for plan_id, territory_id, month, component, amount, count in _credit_rows(crediting)
         ]
 
-    def refresh_days(value: list[list], first_day: dt.date, last_day: dt.date) -> list[list]:
-        # Bookings writes change only the months of their days (owners did not change): those
-        # months' cells are credited again, every other month's are kept.
+    def refresh_days(value: list[list], first_day: dt.date, last_day: dt.date | None) -> list[list]:
+        # The writes changed only the credit of those days (bookings of those dates, owners from a
+        # move's day on): the months holding them are credited again, every other month's are kept.
         start = max(year_start, first_day.replace(day=1))
-        end = min(through, _month_bounds(last_day)[1])
+        end = through if last_day is None else min(through, _month_bounds(last_day)[1])
         if start > end:
             return value
         first_month, last_month = start.replace(day=1).isoformat(), end.replace(day=1).isoformat()
@@ -664,6 +663,7 @@ def credit_cells(*, year_start: dt.date, through: dt.date) -> list[tuple]:
         f"credits:{year_start.isoformat()}:{through.isoformat()}",
         compute,
         ignores=CREDITS_IGNORE,
+        params={"year_start": year_start, "through": through},
         refresh_days=refresh_days,
     )
     return [(p, t, dt.date.fromisoformat(m), c, a, n) for p, t, m, c, a, n in cells]

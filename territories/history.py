@@ -354,6 +354,9 @@ def _revert_accounts(*, plan: Plan, changes: list[Change], actor, batch, marker:
                 },
             )
         )
+    # The log before the owners, as every move does: the dashboards' credit cache then re-credits
+    # from today on only (analytics migration 0006).
+    Change.objects.bulk_create(records)
     AccountAssignment.objects.filter(pk__in=to_delete).delete()
     # An overlay row for a restored territory would collide with the restored primary row: one
     # DELETE per territory, not per account.
@@ -363,7 +366,6 @@ def _revert_accounts(*, plan: Plan, changes: list[Change], actor, batch, marker:
         ).delete()
     AccountAssignment.objects.bulk_create(to_create)
     AccountAssignment.objects.bulk_update(to_update, ["territory", "locked", "source", "updated"])
-    Change.objects.bulk_create(records)
     moved = [r.account_id for r in records if r.kind == ChangeKind.ACCOUNT_MOVED]
     if moved and plan.status == PlanStatus.ACTIVE:
         event_emit(

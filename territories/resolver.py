@@ -509,7 +509,36 @@ def plan_materialize(
                     ON CONFLICT (account_id) DO NOTHING""",
                 [plan.pk, AssignmentRole.PRIMARY],
             )
-        report(85, "Writing assignments")
+        plan.version += 1
+        # An account gaining its first owner in a draft is not news; in the active plan it is
+        # (the CRM's owner field changes), so there every difference is recorded.
+        record_new = plan.status == PlanStatus.ACTIVE
+        moved_sql = """FROM tessera_mat_final f FULL JOIN tessera_mat_old o USING (account_id)
+                       WHERE f.territory_id IS DISTINCT FROM o.territory_id
+                         AND (%s OR o.territory_id IS NOT NULL)"""
+        cursor.execute(f"SELECT count(*) {moved_sql}", [record_new])
+        moved = cursor.fetchone()[0]
+        # The log before the owners, as every move does: the dashboards' credit cache then
+        # re-credits from today on only (analytics migration 0006).
+        if moved:
+            report(85, "Recording changes")
+            cursor.execute(
+                f"""INSERT INTO {Change._meta.db_table}
+                        (plan_id, actor_id, at, kind, batch, account_id, territory_from_id, territory_to_id,
+                         plan_version, payload)
+                    SELECT %s, %s, now(), %s, %s, account_id, o.territory_id, f.territory_id, %s,
+                           jsonb_build_object('source', COALESCE(f.source, 'unassigned'))
+                    {moved_sql}""",
+                [
+                    plan.pk,
+                    getattr(actor, "pk", None),
+                    ChangeKind.ACCOUNT_MOVED,
+                    batch,
+                    plan.version,
+                    record_new,
+                ],
+            )
+        report(92, "Writing assignments")
         # Touch only what differs: a rebuild after a small edit rewrites a handful of rows, not all.
         cursor.execute(
             f"""DELETE FROM {assignment_table} aa
@@ -553,34 +582,6 @@ def plan_materialize(
         by_source = {row[0]: row[1] for row in cursor.fetchall()}
         cursor.execute(f"SELECT count(*) FROM {account_table}")
         total_accounts = cursor.fetchone()[0]
-
-        plan.version += 1
-        # An account gaining its first owner in a draft is not news; in the active plan it is
-        # (the CRM's owner field changes), so there every difference is recorded.
-        record_new = plan.status == PlanStatus.ACTIVE
-        moved_sql = """FROM tessera_mat_final f FULL JOIN tessera_mat_old o USING (account_id)
-                       WHERE f.territory_id IS DISTINCT FROM o.territory_id
-                         AND (%s OR o.territory_id IS NOT NULL)"""
-        cursor.execute(f"SELECT count(*) {moved_sql}", [record_new])
-        moved = cursor.fetchone()[0]
-        if moved:
-            report(92, "Recording changes")
-            cursor.execute(
-                f"""INSERT INTO {Change._meta.db_table}
-                        (plan_id, actor_id, at, kind, batch, account_id, territory_from_id, territory_to_id,
-                         plan_version, payload)
-                    SELECT %s, %s, now(), %s, %s, account_id, o.territory_id, f.territory_id, %s,
-                           jsonb_build_object('source', COALESCE(f.source, 'unassigned'))
-                    {moved_sql}""",
-                [
-                    plan.pk,
-                    getattr(actor, "pk", None),
-                    ChangeKind.ACCOUNT_MOVED,
-                    batch,
-                    plan.version,
-                    record_new,
-                ],
-            )
 
     # A rebuild rewrites the plan's assignments (and may log as many changes).
     analyze_after_large_write(AccountAssignment, rows=total_accounts)

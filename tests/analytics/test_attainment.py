@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
+from django.db import connection
 
 from analytics import selectors
 from quotas.models import Quota
@@ -212,6 +213,35 @@ def test_a_move_inside_the_active_plan_keeps_earlier_bookings_with_the_old_owner
     assert {a["name"]: a["booked"] for a in accounts["accounts"]}["W-T1 account 1"] == 4500
 
 
+def test_an_account_moved_back_and_forth_is_credited_to_its_owner_on_each_booking_date(sales, monkeypatch):
+    """Each booking goes to the territory the first later move came from (or today's owner)."""
+    from django.utils import timezone
+
+    from territories.services import account_assignments_move
+
+    world = sales.world
+    account = world.accounts["E-T1"][0]
+    t1, t2 = world.leaves["E-T1"], world.leaves["E-T2"]
+    for day, amount in ((dt.date(2026, 3, 5), 11), (dt.date(2026, 4, 5), 13), (dt.date(2026, 5, 5), 17)):
+        book(account, amount, day)
+    moves = ((dt.date(2026, 3, 20), t2), (dt.date(2026, 4, 20), t1), (dt.date(2026, 4, 25), t2))
+    for day, territory in moves:
+        at = dt.datetime.combine(day, dt.time(12), tzinfo=dt.UTC)
+        monkeypatch.setattr(timezone, "now", lambda at=at: at)
+        account_assignments_move(plan=sales.plan, account_ids=[account.pk], territory=territory)
+    monkeypatch.undo()
+    window = selectors.period_window(period="ytd", as_of=AS_OF)
+    booked = {}
+    for territory in (t1, t2):
+        rows = selectors.attainment_accounts(user=world.planner, window=window, territory_id=territory.pk)
+        booked[territory.code] = {a["name"]: a["booked"] for a in rows["accounts"]}.get(account.name)
+    # 10 Feb (3,000) and 5 March in E-T1 (moved away on 20 March); 5 April in E-T2 (moved back on
+    # 20 April, away again on 25 April); 5 May in E-T2, today's owner.
+    assert booked == {"E-T1": 3000 + 11, "E-T2": 13 + 17}
+    rows = rows_by_code(selectors.attainment_report(user=world.planner, window=window, level="territory"))
+    assert rows["E-T1"]["booked"] == 6000 + 11 and rows["E-T2"]["booked"] == 6000 + 13 + 17
+
+
 def test_credits_are_cached_until_a_write_touches_what_they_read(sales, monkeypatch):
     from analytics.models import ReadCache
 
@@ -238,7 +268,8 @@ def test_credits_are_cached_until_a_write_touches_what_they_read(sales, monkeypa
     assert west() == (9000, 1750) and calls == [1]
     assert west() == (9000, 1750) and calls == [1]
 
-    # So does a move in the plan (assignments and the change log).
+    # A move made today gives the account its new owner from today on: a year that ended before
+    # today keeps its answer (re-crediting after moves: test_the_credit_cache_re_credits_...).
     from territories.services import account_assignments_move
 
     account_assignments_move(
@@ -246,8 +277,102 @@ def test_credits_are_cached_until_a_write_touches_what_they_read(sales, monkeypa
         account_ids=[sales.world.accounts["W-T2"][0].pk],
         territory=sales.world.leaves["W-T1"],
     )
-    west()
-    assert calls == [1, 1]
+    assert west() == (9000, 1750) and calls == [1]
+    # A write that names nothing it touched makes every answer stale.
+    with connection.cursor() as cursor:
+        cursor.execute("INSERT INTO analytics_datachange DEFAULT VALUES")
+    assert west() == (9000, 1750) and calls == [1, 1]
+    assert ReadCache.objects.filter(key__startswith="credits:").count() == 1
+
+
+def test_the_credit_cache_re_credits_from_the_month_a_write_changed_and_agrees_with_a_fresh_count(
+    sales, monkeypatch
+):
+    """Moves, undo, publications and bookings re-credit only the months from the first day whose
+    owner or bookings they changed (analytics migration 0006); after each, the cached cells equal
+    the whole year credited from scratch."""
+    from django.utils import timezone
+
+    from analytics.models import ReadCache
+    from territories import history
+    from territories.services import (
+        account_assignments_move,
+        plan_clone,
+        plan_publish,
+        plan_transition,
+    )
+
+    world = sales.world
+    year_start = dt.date(2026, 1, 1)
+    moved = world.accounts["W-T1"][0]  # booked 4,500 on 10 February
+    book(moved, 700, dt.date(2026, 5, 20))
+    clock = {"now": dt.datetime(2026, 5, 15, 12, tzinfo=dt.UTC)}
+    monkeypatch.setattr(timezone, "now", lambda: clock["now"])
+    real = selectors._credit_rows
+    runs: list[list[tuple]] = []
+
+    def spy(crediting):
+        runs.append([(d_from, d_to) for _plan, d_from, d_to, _ in crediting])
+        return real(crediting)
+
+    monkeypatch.setattr(selectors, "_credit_rows", spy)
+
+    def cached():
+        return sorted(selectors.credit_cells(year_start=year_start, through=AS_OF))
+
+    def fresh():
+        crediting = [(p, f, t, {}) for p, f, t in selectors._plans_over(year_start, AS_OF)]
+        return sorted((p, t, m, c, round(float(a), 2), n) for p, t, m, c, a, n in real(crediting))
+
+    def west():
+        window = selectors.period_window(period="ytd", as_of=AS_OF)
+        rows = rows_by_code(selectors.attainment_report(user=world.planner, window=window, level="territory"))
+        return rows["W-T1"]["booked"], rows["W-T2"]["booked"]
+
+    assert cached() == fresh() and runs == [[(year_start, AS_OF)]]
+    assert west() == (9700, 1500)
+
+    # Moved on 15 May: the 20 May booking goes with it, February's stays; May and June re-credited.
+    account_assignments_move(
+        plan=sales.plan, account_ids=[moved.pk], territory=world.leaves["W-T2"], actor=world.planner
+    )
+    assert cached() == fresh() and runs[-1] == [(dt.date(2026, 5, 1), AS_OF)]
+    assert west() == (9000, 2200) and len(runs) == 2
+
+    # Undone on 3 June: from 2 June (a day's margin for the time zone), so June only.
+    clock["now"] = dt.datetime(2026, 6, 3, 9, tzinfo=dt.UTC)
+    history.plan_undo(plan=sales.plan, actor=world.planner)
+    assert cached() == fresh() and runs[-1] == [(dt.date(2026, 6, 1), AS_OF)]
+    assert west() == (9000, 2200)
+
+    # Locks, draft scenarios and their edits credit nobody: nothing is credited again.
+    history.account_assignments_lock(
+        plan=sales.plan, account_ids=[moved.pk], locked=True, actor=world.planner
+    )
+    draft = plan_clone(plan=sales.plan, name="Scenario", actor=world.planner)
+    account_assignments_move(
+        plan=draft, account_ids=[moved.pk], territory=draft.territories.get(code="W-T2"), actor=world.planner
+    )
+    assert cached() == fresh() and len(runs) == 3
+
+    # Publishing the scenario from 1 June: June is credited again, under the new plan.
+    plan_transition(plan=draft, status="in_review")
+    plan_transition(plan=draft, status="approved")
+    plan_publish(plan=draft, effective_from=dt.date(2026, 6, 1))
+    assert cached() == fresh() and runs[-1] == [(dt.date(2026, 6, 1), AS_OF)]
+
+    # A booking of March re-credits March alone.
+    book(world.accounts["W-T2"][0], 50, dt.date(2026, 3, 3))
+    assert cached() == fresh() and runs[-1] == [(dt.date(2026, 3, 1), dt.date(2026, 3, 31))]
+
+    # An owner changed without a logged move (here by hand) counts from the plan's first day.
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "UPDATE territories_accountassignment SET territory_id = %s"
+            " WHERE plan_id = %s AND account_id = %s AND role = 'primary'",
+            [world.leaves["W-T1"].pk, sales.plan.pk, world.accounts["W-T2"][1].pk],
+        )
+    assert cached() == fresh() and runs[-1][0] == (year_start, dt.date(2026, 5, 31))
     assert ReadCache.objects.filter(key__startswith="credits:").count() == 1
 
 
@@ -388,11 +513,14 @@ def test_bookings_writes_recredit_only_their_months_and_match_a_full_computation
     cells()
     windows.clear()
 
-    # A statement that touches no booking records nothing; any other write credits the whole year.
+    # A statement that touches no booking records nothing, and locking every account changes no
+    # owner; a write that names nothing it touched credits the whole year.
     Booking.objects.filter(pk=-1).delete()
+    AccountAssignment.objects.filter(plan=sales.plan).update(locked=True)
     cells()
     assert windows == []
-    AccountAssignment.objects.filter(plan=sales.plan).update(locked=True)
+    with connection.cursor() as cursor:
+        cursor.execute("INSERT INTO analytics_datachange DEFAULT VALUES")
     cells()
     assert windows == [[(dt.date(2026, 1, 1), AS_OF)]]
 
@@ -453,7 +581,6 @@ def test_scenario_edits_and_account_attributes_leave_the_credits_as_they_are(sal
         cursor.execute("INSERT INTO analytics_datachange DEFAULT VALUES")
     credits()
     assert calls["credits"] == 2
-    # Publishing-relevant writes still count: a move in the published plan credits the year again.
+    # A move in the published plan counts from its day on: today, after this year's as-of date.
     account_assignments_move(plan=sales.plan, account_ids=[account.pk], territory=sales.world.leaves["W-T2"])
-    credits()
-    assert calls["credits"] == 3
+    assert credits() == before and calls["credits"] == 2
