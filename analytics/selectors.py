@@ -102,9 +102,10 @@ WHERE b.booked_on >= %(d_from)s AND b.booked_on <= %(d_to)s AND aa.territory_id 
 GROUP BY aa.territory_id, date_trunc('month', b.booked_on::timestamp), b.component
 """
 
-# The bookings of the moved accounts, each credited through the Change log.
+# The bookings of the moved accounts (the ids _MOVED_ACCOUNTS_SQL read), each credited through the
+# Change log.
 _CREDIT_MOVED_SQL = (
-    _MOVES_CTE
+    "WITH moved AS (SELECT unnest(%(moved_ids)s::bigint[]) AS account_id),\n"
     + "owned AS ("
     + _MOVED_BOOKINGS.format(component="")
     + """)
@@ -606,7 +607,7 @@ def cached_read(key: str, compute, *, ignores: str = "false", params: dict | Non
             snapshot, last_id, xact = cursor.fetchone()
             days = None
             if cache is not None:
-                days_only = f"COALESCE({_CREDIT_DAYS}, false)" if refresh_days is not None else "false"
+                days_only = _CREDIT_DAYS if refresh_days is not None else "false"
                 cursor.execute(
                     f"""SELECT count(*) FILTER (WHERE NOT {ignored} AND NOT {days_only}),
                                min(d.day_from) FILTER (WHERE NOT {ignored} AND {days_only}),
